@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the recsys library (one call per task)."""

@@ -1,0 +1,33 @@
+"""Training as a flow: fit one model family, log the run to MLflow, register it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from prefect import flow, task
+
+from recsys.data.ingest import load_dataset
+from recsys.data.split import temporal_user_split
+from recsys.settings import get_settings
+from recsys.training import train
+
+
+@task(retries=2, retry_delay_seconds=5)
+def fit_and_log(dataset: str, train_until: str | None, family: str, epochs: int | None, validation: dict | None) -> dict:
+    settings = get_settings()
+    data = load_dataset(dataset, settings.shared_data_dir, train_until)
+    params = {"epochs": epochs} if epochs else None
+    result = train(data, temporal_user_split(data.interactions), settings, family, validation, family != "popularity", params)
+    return asdict(result)
+
+
+@flow(name="train")
+def train_model(
+    dataset: str = "online-retail",
+    train_until: str | None = None,
+    family: str = "two_tower",
+    epochs: int | None = None,
+    validation: dict | None = None,
+) -> dict:
+    """Train `family` on the data before `train_until`; two-tower runs are registered."""
+    return fit_and_log(dataset, train_until, family, epochs, validation)

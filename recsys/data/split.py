@@ -1,0 +1,47 @@
+"""Temporal splits: per user (evaluation) and at a global time cut (replaying later traffic).
+
+Per-user split: each user's interactions are ordered by time; the last `test_frac` are the
+test set and the `val_frac` before them validation. Users with fewer than `min_events`
+interactions stay wholly in train (too little history to hold any back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recsys.schemas import ITEM_COL, TS_COL, USER_COL
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train, validation and test interactions (canonical columns)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def temporal_user_split(
+    interactions: pd.DataFrame, test_frac: float = 0.2, val_frac: float = 0.1, min_events: int = 5
+) -> Split:
+    """Hold back each user's latest interactions: the last 20% as test, the 10% before as val."""
+    df = interactions.sort_values([USER_COL, TS_COL, ITEM_COL], kind="stable").reset_index(drop=True)
+    pos = df.groupby(USER_COL).cumcount().to_numpy()
+    n = df.groupby(USER_COL)[USER_COL].transform("size").to_numpy()
+    n_test = np.where(n >= min_events, np.round(n * test_frac), 0)
+    n_val = np.where(n >= min_events, np.round(n * val_frac), 0)
+    is_test = pos >= n - n_test
+    is_val = ~is_test & (pos >= n - n_test - n_val)
+    is_train = ~is_test & ~is_val
+    return Split(df[is_train].reset_index(drop=True), df[is_val].reset_index(drop=True), df[is_test].reset_index(drop=True))
+
+
+def time_cut(interactions: pd.DataFrame, cutoff: str | pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Interactions before `cutoff` and from `cutoff` on (training period, replayed period)."""
+    cut = pd.Timestamp(cutoff)
+    before = interactions[interactions[TS_COL] < cut].reset_index(drop=True)
+    after = interactions[interactions[TS_COL] >= cut].reset_index(drop=True)
+    return before, after

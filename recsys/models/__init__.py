@@ -1,0 +1,1 @@
+"""Recommenders: each fits on canonical interactions and exports an EmbeddingModel."""

@@ -1,0 +1,122 @@
+"""The one form every model is evaluated, registered and served in: user and item vectors.
+
+A model's score for (user, item) is the dot product of their vectors. Popularity fits this
+form too (user vector 1, item vector = popularity), so one recommend function, one saved
+layout (npz + json, no pickles) and one evaluation protocol serve every model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from recsys.schemas import ITEM_COL, USER_COL
+
+
+@dataclass
+class EmbeddingModel:
+    """User/item vocabularies and vectors, item popularity and each user's seen items."""
+
+    user_ids: np.ndarray  # str, shape (n_users,)
+    item_ids: np.ndarray  # str, shape (n_items,)
+    user_vectors: np.ndarray  # float32, (n_users, d)
+    item_vectors: np.ndarray  # float32, (n_items, d)
+    popularity: np.ndarray  # float32, (n_items,): training interactions per item
+    seen_indptr: np.ndarray  # CSR rows of seen item indices, one row per user
+    seen_indices: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
+        self.item_index = {it: i for i, it in enumerate(self.item_ids.tolist())}
+        ranks = self.popularity.argsort().argsort()
+        self.popularity_percentile = (ranks / max(len(ranks) - 1, 1)).astype(np.float32)
+        self.popular_order = np.argsort(-self.popularity, kind="stable")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def seen(self, user: int) -> np.ndarray:
+        return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
+
+    def recommend(self, users: np.ndarray, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for known user indices (full ranking over all items)."""
+        scores = self.user_vectors[users] @ self.item_vectors.T
+        if exclude_seen:
+            for row, user in enumerate(users):
+                scores[row, self.seen(int(user))] = -np.inf
+        k = min(k, self.n_items)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+    def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fallback for unknown users: the k most popular items, scored by percentile."""
+        top = self.popular_order[:k]
+        return top, self.popularity_percentile[top]
+
+    def save(self, folder: Path) -> Path:
+        """Write arrays as .npz and metadata as JSON (no pickles: safe to load anywhere)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            folder / "arrays.npz",
+            user_ids=self.user_ids.astype(str),
+            item_ids=self.item_ids.astype(str),
+            user_vectors=self.user_vectors,
+            item_vectors=self.item_vectors,
+            popularity=self.popularity,
+            seen_indptr=self.seen_indptr,
+            seen_indices=self.seen_indices,
+        )
+        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> EmbeddingModel:
+        with np.load(folder / "arrays.npz", allow_pickle=False) as arrays:
+            fields = {name: arrays[name] for name in arrays.files}
+        meta = json.loads((folder / "meta.json").read_text())
+        return cls(**fields, meta=meta)
+
+
+def build_seen(train: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (indptr, indices) of the distinct items each user interacted with in `train`."""
+    u = pd.Categorical(train[USER_COL], categories=user_ids).codes
+    i = pd.Categorical(train[ITEM_COL], categories=item_ids).codes
+    pairs = pd.DataFrame({"u": u, "i": i})
+    pairs = pairs[(pairs["u"] >= 0) & (pairs["i"] >= 0)].drop_duplicates().sort_values(["u", "i"])
+    counts = np.bincount(pairs["u"].to_numpy(), minlength=len(user_ids))
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr, pairs["i"].to_numpy().astype(np.int32)
+
+
+def item_popularity(train: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Number of training interactions per item, in `item_ids` order."""
+    counts = train[ITEM_COL].value_counts()
+    return counts.reindex(item_ids, fill_value=0).to_numpy().astype(np.float32)
+
+
+def vocabularies(train: pd.DataFrame, items: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted user ids of `train`; item ids of `train` plus the catalogue (so new items rank too)."""
+    users = np.array(sorted(train[USER_COL].unique()), dtype=str)
+    known = set(train[ITEM_COL].unique())
+    if items is not None:
+        known |= set(items[ITEM_COL])
+    return users, np.array(sorted(known), dtype=str)
+
+
+class Recommender(Protocol):
+    """What a model offers the training step: fit on interactions, export vectors."""
+
+    family: str
+
+    def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> Recommender: ...
+
+    def export(self) -> EmbeddingModel: ...

@@ -1,0 +1,51 @@
+"""Bless a registered candidate against the champion on the same split, then promote it.
+
+The champion is re-evaluated on the candidate's test split (a retrain brings a new split),
+so the comparison is like for like. Promotion moves the MLflow alias and imports the
+version into the BentoML model store; a refused candidate changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+
+from recsys import registry
+from recsys.blessing import Blessing, bless
+from recsys.data.split import Split
+from recsys.evaluation import evaluate
+from recsys.models.popularity import PopularityModel
+from recsys.settings import Settings
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    blessing: Blessing
+    promoted: bool
+    version: str
+    previous_champion: str | None
+    bento_tag: str | None
+
+
+def bless_and_promote(settings: Settings, version: str, run_id: str, split: Split, items: pd.DataFrame) -> PromotionResult:
+    """Make `version` champion if it is not worse than the current one (or beats popularity)."""
+    registry.configure(settings)
+    candidate = evaluate(registry.load_version(settings, version), split.test)
+    current = registry.champion(settings)
+    champion_metrics = None
+    if current is not None and current != version:
+        champion_metrics = evaluate(registry.load_version(settings, current), split.test)
+    baseline = None
+    if champion_metrics is None:
+        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test)
+    blessing = bless(candidate, champion_metrics, baseline)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict(blessing.to_dict(), "blessing.json")
+        mlflow.set_tag("blessed", str(blessing.blessed).lower())
+    if not blessing.blessed:
+        return PromotionResult(blessing, False, version, current, None)
+    tag = registry.export_to_bentoml(settings, version)
+    registry.set_champion(settings, version)
+    return PromotionResult(blessing, True, version, current, tag)

@@ -1,0 +1,130 @@
+"""MLflow logging, registration and aliases; export of the champion to the BentoML store.
+
+A registered model version is an MLflow pyfunc whose artifact `export/` holds the model's
+EmbeddingModel (npz + json). Promotion is an alias change (`champion`), never a retrain.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from recsys.models.base import EmbeddingModel
+from recsys.settings import Settings
+
+EXPORT_ARTIFACT = "export"
+
+
+class RecsysPyfunc(mlflow.pyfunc.PythonModel):
+    """Top-k recommendations from an EmbeddingModel, for `mlflow models serve` and batch use."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.model = EmbeddingModel.load(Path(context.artifacts[EXPORT_ARTIFACT]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
+        from recsys.serving.logic import recommend_one
+
+        rows = [recommend_one(self.model, str(r.user_id), int(getattr(r, "k", 10))) for r in model_input.itertuples()]
+        return pd.DataFrame(
+            {
+                "user_id": model_input["user_id"].astype(str),
+                "items": [[i for i, _ in r.items] for r in rows],
+                "scores": [[s for _, s in r.items] for r in rows],
+                "fallback": [r.fallback for r in rows],
+            }
+        )
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured tracking server or database; return a client."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(settings.experiment) is None:
+        location = None
+        if settings.tracking_uri.startswith("sqlite"):
+            location = (settings.artifacts_dir.resolve()).as_uri()
+        mlflow.create_experiment(settings.experiment, artifact_location=location)
+    mlflow.set_experiment(settings.experiment)
+    return MlflowClient()
+
+
+def log_model(model: EmbeddingModel, extra_files: dict[str, Path] | None = None) -> str:
+    """Log `model` as a pyfunc in the active run; return its model URI."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = model.save(Path(tmp) / EXPORT_ARTIFACT)
+        artifacts = {EXPORT_ARTIFACT: str(folder), **{k: str(v) for k, v in (extra_files or {}).items()}}
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=RecsysPyfunc(),
+            artifacts=artifacts,
+            input_example=pd.DataFrame({"user_id": [str(model.user_ids[0])], "k": [10]}),
+            pip_requirements=[],
+        )
+    return info.model_uri
+
+
+def register(model_uri: str, settings: Settings, run_id: str, tags: dict[str, str]) -> str:
+    """Register the logged model as a new version of the registered model; return the version."""
+    version = mlflow.register_model(model_uri, settings.registered_model, tags=tags)
+    MlflowClient().set_model_version_tag(settings.registered_model, version.version, "run_id", run_id)
+    return str(version.version)
+
+
+def champion(settings: Settings) -> str | None:
+    """The version number holding the champion alias, or None before the first promotion."""
+    try:
+        mv = MlflowClient().get_model_version_by_alias(settings.registered_model, settings.champion_alias)
+    except MlflowException:
+        return None
+    return str(mv.version)
+
+
+def load_version(settings: Settings, version: str) -> EmbeddingModel:
+    """Download a registered version's EmbeddingModel (arrays only: no pickle is loaded)."""
+    uri = f"models:/{settings.registered_model}/{version}"
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    return EmbeddingModel.load(local / "artifacts" / EXPORT_ARTIFACT)
+
+
+def set_champion(settings: Settings, version: str) -> None:
+    MlflowClient().set_registered_model_alias(settings.registered_model, settings.champion_alias, version)
+
+
+def export_to_bentoml(settings: Settings, version: str) -> str:
+    """Import a registered version into the BentoML model store; return the BentoML tag."""
+    os.environ["BENTOML_HOME"] = str(settings.bentoml_home.resolve())
+    import bentoml
+
+    mv = MlflowClient().get_model_version(settings.registered_model, version)
+    metadata = {
+        "version": version,
+        "run_id": mv.run_id or "",
+        "data_digest": mv.tags.get("data_digest", ""),
+        "gx_result_id": mv.tags.get("gx_result_id", ""),
+        "promoted_at": datetime.now(UTC).isoformat(),
+    }
+    model = bentoml.mlflow.import_model(
+        settings.registered_model,
+        f"models:/{settings.registered_model}/{version}",
+        labels={"version": version, "stage": "champion"},
+        metadata=metadata,
+    )
+    return str(model.tag)
+
+
+def log_monitoring_run(settings: Settings, html_path: Path, metrics: dict[str, float], tags: dict[str, str]) -> str:
+    """Record one monitoring window as an MLflow run with its Evidently report; return its id."""
+    configure(settings)
+    with mlflow.start_run(run_name=f"monitor-{datetime.now(UTC):%Y%m%d-%H%M%S}") as run:
+        mlflow.set_tags({"model_family": "monitoring", **tags})
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(html_path), "evidently")
+    return run.info.run_id

@@ -1,0 +1,1 @@
+"""Serving: plain recommendation logic (logic.py) and the thin BentoML service (service.py)."""

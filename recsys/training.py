@@ -1,0 +1,126 @@
+"""Fit a model on a split, log everything to MLflow, and register it as a model version.
+
+One run holds the params, per-epoch loss and validation metrics, the training data as an
+MLflow dataset input (with its digest), the GX result, a training-curve plot, the test
+metrics of the shared protocol, and the model itself.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from recsys import registry  # noqa: E402
+from recsys.data.ingest import Dataset  # noqa: E402
+from recsys.data.split import Split  # noqa: E402
+from recsys.evaluation import evaluate  # noqa: E402
+from recsys.models.base import EmbeddingModel  # noqa: E402
+from recsys.models.popularity import PopularityModel  # noqa: E402
+from recsys.models.two_tower import TwoTowerModel  # noqa: E402
+from recsys.schemas import TS_COL  # noqa: E402
+from recsys.settings import Settings  # noqa: E402
+
+FAMILIES = ("two_tower", "popularity")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: where it is logged and how well it ranks the test set."""
+
+    family: str
+    run_id: str
+    model_uri: str
+    version: str | None
+    metrics: dict[str, float]
+    data_digest: str
+
+
+def train(
+    dataset: Dataset,
+    split: Split,
+    settings: Settings,
+    family: str = "two_tower",
+    validation: dict | None = None,
+    register: bool = True,
+    params: dict | None = None,
+) -> TrainResult:
+    """Fit `family` on split.train, evaluate on split.test, log to MLflow, register if asked."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    registry.configure(settings)
+    history: dict[str, list[float]] = {}
+
+    def on_epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
+        val = evaluate(model, split.val, ks=(10,))
+        step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
+        for name, value in step.items():
+            history.setdefault(name, []).append(value)
+        mlflow.log_metrics(step, step=epoch)
+
+    if family == "two_tower":
+        hp = {
+            "embedding_dim": settings.embedding_dim,
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+            "seed": settings.seed,
+            **(params or {}),
+        }
+        model = TwoTowerModel(**hp, on_epoch_end=on_epoch_end)
+    else:
+        hp = {}
+        model = PopularityModel()
+
+    train_data = mlflow.data.from_pandas(split.train, name=dataset.name)
+    with mlflow.start_run(run_name=f"{family}-{dataset.name}") as run:
+        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest})
+        mlflow.log_params({"family": family, "dataset": dataset.name, **hp})
+        mlflow.log_params({"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)})
+        mlflow.log_input(train_data, context="training")
+        if validation is not None:
+            mlflow.log_dict(validation, "validation/gx_result.json")
+            mlflow.set_tag("gx_result_id", validation.get("result_id", ""))
+        model.fit(split.train, dataset.items, split.val)
+        exported = model.export()
+        exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
+        metrics = evaluate(exported, split.test)
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            extra: dict[str, Path] = {}
+            if history:
+                mlflow.log_figure(_plot(history), "training_curve.png")
+            if family == "two_tower":
+                keras_path = Path(tmp) / "two_tower.keras"
+                model.keras_model.save(keras_path)
+                extra["keras_model"] = keras_path
+            model_uri = registry.log_model(exported, extra)
+        version = None
+        if register:
+            tags = {"model_family": family, "data_digest": train_data.digest, "test_ndcg_at_10": f"{metrics['ndcg_at_10']:.5f}"}
+            if validation is not None:
+                tags["gx_result_id"] = str(validation.get("result_id", ""))
+            version = registry.register(model_uri, settings, run.info.run_id, tags)
+    return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest)
+
+
+def train_until(dataset: Dataset) -> pd.Timestamp:
+    """The end of the data a model saw: one second after its last interaction."""
+    return dataset.interactions[TS_COL].max() + pd.Timedelta(seconds=1)
+
+
+def _plot(history: dict[str, list[float]]):  # noqa: ANN202
+    fig, axes = plt.subplots(1, len(history), figsize=(4 * len(history), 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], history.items()):
+        ax.plot(range(1, len(values) + 1), values, marker="o")
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig

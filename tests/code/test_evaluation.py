@@ -1,0 +1,83 @@
+"""Every metric against values worked out by hand, and the protocol's seen-item rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.evaluation import (
+    evaluate,
+    f1_at_k,
+    hitrate_at_k,
+    map_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+)
+from recsys.models.base import EmbeddingModel, build_seen
+
+TRUTH = {"a", "c", "x"}
+RECS = ["a", "b", "c", "d"]  # hits at ranks 1 and 3
+
+
+def test_precision_and_recall_by_hand() -> None:
+    assert precision_at_k(TRUTH, RECS, 4) == pytest.approx(2 / 4)
+    assert precision_at_k(TRUTH, RECS, 2) == pytest.approx(1 / 2)
+    assert recall_at_k(TRUTH, RECS, 4) == pytest.approx(2 / 3)
+    assert recall_at_k(TRUTH, RECS, 1) == pytest.approx(1 / 3)
+    assert recall_at_k(set(), RECS, 4) == 0.0
+
+
+def test_f1_by_hand() -> None:
+    p, r = 0.5, 2 / 3
+    assert f1_at_k(TRUTH, RECS, 4) == pytest.approx(2 * p * r / (p + r))
+    assert f1_at_k({"z"}, RECS, 4) == 0.0
+
+
+def test_ndcg_by_hand() -> None:
+    dcg = 1 / math.log2(2) + 1 / math.log2(4)
+    idcg = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)
+    assert ndcg_at_k(TRUTH, RECS, 4) == pytest.approx(dcg / idcg)
+    assert ndcg_at_k({"a"}, ["a", "b"], 2) == pytest.approx(1.0)
+    assert ndcg_at_k({"b"}, ["a", "b"], 2) == pytest.approx(1 / math.log2(3))
+
+
+def test_map_by_hand() -> None:
+    # precision at the hits: 1/1 and 2/3; divided by min(|truth|, k) = 3
+    assert map_at_k(TRUTH, RECS, 4) == pytest.approx((1 + 2 / 3) / 3)
+    assert map_at_k({"d"}, RECS, 4) == pytest.approx(1 / 4)
+    assert map_at_k({"z"}, RECS, 4) == 0.0
+
+
+def test_hitrate_by_hand() -> None:
+    assert hitrate_at_k(TRUTH, RECS, 1) == 1.0
+    assert hitrate_at_k({"c"}, RECS, 2) == 0.0
+    assert hitrate_at_k({"c"}, RECS, 3) == 1.0
+
+
+def _tiny_model() -> EmbeddingModel:
+    users = np.array(["u1", "u2"])
+    items = np.array(["a", "b", "c"])
+    train = pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]})
+    indptr, indices = build_seen(train, users, items)
+    return EmbeddingModel(
+        users, items,
+        user_vectors=np.array([[1.0], [1.0]], dtype=np.float32),
+        item_vectors=np.array([[3.0], [2.0], [1.0]], dtype=np.float32),
+        popularity=np.array([5.0, 1.0, 3.0], dtype=np.float32),
+        seen_indptr=indptr, seen_indices=indices,
+    )  # fmt: skip
+
+
+def test_evaluate_excludes_seen_items_and_falls_back_for_unknown_users() -> None:
+    model = _tiny_model()
+    test = pd.DataFrame({"user_id": ["u1", "u2", "new"], "item_id": ["b", "a", "a"]})
+    metrics = evaluate(model, test, ks=(1,))
+    # u1 saw "a", so "b" ranks first (hit); u2 gets "a" (hit); "new" gets popular "a" (hit)
+    assert metrics["hitrate_at_1"] == pytest.approx(1.0)
+    assert metrics["n_users"] == 3
+    test_miss = pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]})
+    assert evaluate(model, test_miss, ks=(1,))["hitrate_at_1"] == 0.0

@@ -1,0 +1,208 @@
+"""Monitoring on synthetic request logs: reading, features, Evidently drift, workspace, policy.
+
+The synthetic traffic mimics what the service logs. "Shifted" traffic is what a new audience
+looks like: mostly unknown users answered by the popularity fallback (no history), at other
+hours, with more popular items. The drift check must flag that and leave same-distribution
+traffic alone. Drift reports are computed once per module to keep the file fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.monitoring.policy import Decision, decide
+from recsys.monitoring.reports import (
+    FEATURES,
+    DriftResult,
+    drift_report,
+    read_request_log,
+    request_features,
+)
+
+PROJECT = "recsys-test"
+N_REF, N_CUR = 600, 300
+
+
+def make_records(n: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
+    """`n` request-log records; `shift` = cold-start evening audience getting popular items."""
+    rng = np.random.default_rng(seed)
+    start = datetime(2011, 9, 1, tzinfo=timezone.utc)
+    p_fallback = 0.8 if shift else 0.1
+    records = []
+    for i in range(n):
+        fallback = bool(rng.random() < p_fallback)
+        hour = int(rng.normal(21, 1.5) if shift else rng.normal(12, 2.5)) % 24
+        day = int(rng.integers(0, 28))
+        event = start + timedelta(days=day, hours=hour, minutes=int(rng.integers(0, 60)))
+        if fallback:
+            scores = sorted(rng.uniform(0.2, 0.5, 10).round(4).tolist(), reverse=True)
+            popularity = float(rng.beta(8, 1.5)) if shift else float(rng.beta(6, 2))
+        else:
+            scores = sorted(rng.uniform(0.5, 1.0, 10).round(4).tolist(), reverse=True)
+            popularity = float(rng.beta(2, 3))
+        records.append(
+            {
+                "request_id": f"{seed}-{i}",
+                "served_at": (datetime(2026, 11, 28, tzinfo=timezone.utc) + timedelta(seconds=i)).isoformat(),
+                # a few requests come without event_time: served_at must stand in
+                "event_time": None if i % 50 == 0 else event.replace(tzinfo=None).isoformat(),
+                "user_id": f"u{rng.integers(0, 5000)}",
+                "k": 10,
+                "items": [f"i{j}" for j in rng.integers(0, 3000, 10)],
+                "scores": scores,
+                "fallback": fallback,
+                "model_version": "3",
+                "history_len": 0 if fallback else int(rng.lognormal(3, 1)),
+                "rec_popularity": popularity,
+            }
+        )
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]], corrupt_at: int | None = None) -> Path:
+    """Write records one per line; `corrupt_at` inserts a half-written line at that position."""
+    lines = [json.dumps(r) for r in records]
+    if corrupt_at is not None:
+        lines.insert(corrupt_at, '{"request_id": "torn", "served_at": "2026-11-')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Reference vs. same-distribution and vs. shifted traffic, both into one workspace."""
+    root = tmp_path_factory.mktemp("monitoring")
+    ref = read_request_log(write_jsonl(root / "ref.jsonl", make_records(N_REF, seed=1)))
+    same = read_request_log(write_jsonl(root / "same.jsonl", make_records(N_CUR, seed=2)))
+    shifted_raw = read_request_log(
+        write_jsonl(root / "shift.jsonl", make_records(N_CUR, seed=3, shift=True), corrupt_at=N_CUR // 2)
+    )
+    ref_f, same_f, shift_f = request_features(ref), request_features(same), request_features(shifted_raw)
+    ws = root / "workspace"
+    return {
+        "root": root,
+        "workspace": ws,
+        "shifted_raw": shifted_raw,
+        "same": drift_report(ref_f, same_f, root / "html" / "same.html", workspace=ws, project_name=PROJECT),
+        "shift": drift_report(ref_f, shift_f, root / "html" / "shift.html", workspace=ws, project_name=PROJECT),
+        "ref_f": ref_f,
+    }
+
+
+def test_read_request_log_skips_corrupt_lines(runs: dict[str, Any]) -> None:
+    df = runs["shifted_raw"]
+    assert len(df) == N_CUR
+    assert df.attrs["skipped_lines"] == 1
+    assert "torn" not in set(df["request_id"])
+
+
+def test_read_request_log_last_n_and_garbage(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "log.jsonl", make_records(20, seed=5), corrupt_at=3)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("[1, 2]\n\nnot json\n")
+    df = read_request_log(path, last_n=5)
+    assert list(df["request_id"]) == [f"5-{i}" for i in range(15, 20)]
+    assert df.attrs["skipped_lines"] == 3  # torn line, JSON array, plain text; blank line ignored
+
+
+def test_missing_log_names_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "requests.jsonl"
+    with pytest.raises(FileNotFoundError, match="nope/requests.jsonl"):
+        read_request_log(missing)
+
+
+def test_request_features(tmp_path: Path) -> None:
+    records = make_records(60, seed=7)
+    feats = request_features(read_request_log(write_jsonl(tmp_path / "log.jsonl", records)))
+    assert list(feats.columns) == FEATURES and len(feats) == 60
+    first = records[1]  # has event_time
+    assert feats["hour"].iloc[1] == datetime.fromisoformat(first["event_time"]).hour
+    assert feats["hour"].iloc[0] == 0  # event_time null -> served_at 2026-11-28T00:00:00
+    assert feats["known_user"].iloc[1] == int(not first["fallback"])
+    assert feats["history_len"].iloc[1] == pytest.approx(math.log1p(first["history_len"]))
+    assert feats["top_score"].iloc[1] == pytest.approx(max(first["scores"]))
+    assert feats["n_items"].eq(10).all()
+    assert request_features(pd.DataFrame()).columns.tolist() == FEATURES
+
+
+def test_same_traffic_does_not_retrain(runs: dict[str, Any]) -> None:
+    result: DriftResult = runs["same"]
+    assert result.drift_share < 0.5
+    assert (result.n_reference, result.n_current) == (N_REF, N_CUR)
+    decision = decide(result, threshold=0.5)
+    assert decision == Decision(retrain=False, reasons=decision.reasons) and not decision.retrain
+    assert "< threshold 0.50" in decision.reasons[0]
+
+
+def test_shifted_traffic_retrains(runs: dict[str, Any]) -> None:
+    result: DriftResult = runs["shift"]
+    assert result.drift_share >= 0.5
+    assert {"known_user", "history_len"} <= set(result.drifted_columns)
+    assert len(result.drifted_columns) == round(result.drift_share * len(FEATURES))
+    decision = decide(result, threshold=0.5)
+    assert decision.retrain
+    assert f"drift share {result.drift_share:.2f} >= threshold 0.50" in decision.reasons[0]
+
+
+def test_small_window_vetoes_retrain(runs: dict[str, Any]) -> None:
+    decision = decide(runs["shift"], threshold=0.5, min_window=N_CUR + 1)
+    assert not decision.retrain
+    assert any("min_window" in r for r in decision.reasons)
+
+
+def test_html_report_written(runs: dict[str, Any]) -> None:
+    for key in ("same", "shift"):
+        html: Path = runs[key].html_path
+        assert html.is_file() and html.stat().st_size > 50_000
+
+
+def test_workspace_gets_one_project_two_runs(runs: dict[str, Any]) -> None:
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace(str(runs["workspace"]))
+    projects = ws.search_project(PROJECT)
+    assert len(projects) == 1
+    run_ids = {str(r) for r in ws.list_runs(projects[0].id)}
+    assert run_ids == {runs["same"].snapshot_id, runs["shift"].snapshot_id}
+    titles = [p.title for p in ws.get_dashboard(projects[0].id).panels]
+    assert titles.count("Share of drifted request features") == 1
+
+
+def test_too_small_windows_raise(runs: dict[str, Any], tmp_path: Path) -> None:
+    ref_f: pd.DataFrame = runs["ref_f"]
+    with pytest.raises(ValueError, match="current window has 10 request"):
+        drift_report(ref_f, ref_f.head(10), tmp_path / "x.html")
+    with pytest.raises(ValueError, match="current window has 0 request"):
+        drift_report(ref_f, request_features(pd.DataFrame()), tmp_path / "x.html")
+    with pytest.raises(ValueError, match="lacks feature column"):
+        drift_report(ref_f, ref_f.drop(columns=["hour"]), tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_read_drift_handles_distance_methods() -> None:
+    """Above 1000 reference rows Evidently switches to distances, where *large* means drift."""
+    from recsys.monitoring.reports import _read_drift
+
+    def value_drift(column: str, method: str, value: float, threshold: float) -> dict[str, Any]:
+        config = {"type": "evidently:metric_v2:ValueDrift", "column": column, "method": method, "threshold": threshold}
+        return {"config": config, "value": value}
+
+    snapshot = {
+        "metrics": [
+            {"config": {"type": "evidently:metric_v2:DriftedColumnsCount"}, "value": {"count": 2.0, "share": 0.5}},
+            value_drift("hour", "Wasserstein distance (normed)", 2.9, 0.1),
+            value_drift("weekday", "Wasserstein distance (normed)", 0.03, 0.1),
+            value_drift("known_user", "Z-test p_value", 0.001, 0.05),
+            value_drift("n_items", "Z-test p_value", 1.0, 0.05),
+        ],
+        "tests": [],
+    }
+    assert _read_drift(snapshot) == (0.5, ["hour", "known_user"])

@@ -1,0 +1,40 @@
+"""Shared fixtures: a private state folder per test session and small synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split, temporal_user_split
+from recsys.data.synthetic import make_synthetic
+from recsys.settings import Settings, get_settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA_DIR", REPO.parent / "shared" / "data"))
+# Small-data training settings: enough epochs to learn the synthetic tastes in about a second.
+SMALL_TRAINING = {"epochs": 20, "batch_size": 256, "embedding_dim": 16}
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> Dataset:
+    return make_synthetic()
+
+
+@pytest.fixture(scope="session")
+def synthetic_split(synthetic: Dataset) -> Split:
+    return temporal_user_split(synthetic.interactions)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings whose state (MLflow db, BentoML store, logs) lives in this test's tmp folder."""
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "home" / "bentoml"))
+    for name, value in SMALL_TRAINING.items():
+        monkeypatch.setenv(f"RECSYS_{name.upper()}", str(value))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()

@@ -1,0 +1,83 @@
+"""Training, registration, blessing and promotion against real MLflow (SQLite) and BentoML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from recsys import registry
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split
+from recsys.promotion import bless_and_promote
+from recsys.settings import Settings
+from recsys.training import train
+
+
+@pytest.fixture
+def first_champion(settings: Settings, synthetic: Dataset, synthetic_split: Split):  # noqa: ANN201
+    candidate = train(synthetic, synthetic_split, settings, "two_tower", validation={"result_id": "gx-1", "success": True})
+    promotion = bless_and_promote(settings, candidate.version, candidate.run_id, synthetic_split, synthetic.items)
+    return candidate, promotion
+
+
+def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_champion) -> None:  # noqa: ANN001
+    candidate, _ = first_champion
+    run = MlflowClient().get_run(candidate.run_id)
+    assert run.data.params["family"] == "two_tower" and run.data.params["epochs"] == "20"
+    assert run.data.tags["model_family"] == "two_tower"
+    assert run.data.tags["gx_result_id"] == "gx-1"
+    for key in ("test_ndcg_at_10", "test_precision_at_20", "test_map_at_10", "test_hitrate_at_20", "test_f1_at_10"):
+        assert key in run.data.metrics
+    losses = MlflowClient().get_metric_history(candidate.run_id, "loss")
+    assert len(losses) == 20 and losses[-1].value < losses[0].value  # per-epoch, and it learns
+    assert len(MlflowClient().get_metric_history(candidate.run_id, "val_ndcg_at_10")) == 20
+    assert run.inputs.dataset_inputs[0].dataset.digest == candidate.data_digest
+    artifacts = {a.path for a in MlflowClient().list_artifacts(candidate.run_id)}
+    assert {"training_curve.png", "validation"} <= artifacts
+    model = registry.load_version(settings, candidate.version)
+    assert len(model.item_ids) == 200 and model.meta["family"] == "two_tower"
+
+
+def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: Settings, first_champion) -> None:  # noqa: ANN001
+    candidate, promotion = first_champion
+    assert promotion.promoted and promotion.previous_champion is None
+    assert "popularity" in promotion.blessing.reasons[0]
+    assert registry.champion(settings) == candidate.version
+    import bentoml
+
+    stored = bentoml.models.get(promotion.bento_tag)
+    assert stored.info.metadata["version"] == candidate.version
+    assert stored.info.metadata["run_id"] == candidate.run_id
+    assert (Path(stored.path) / "mlflow_model" / "artifacts" / "export" / "arrays.npz").exists()
+
+
+def test_worse_candidate_is_refused_and_champion_stays(
+    settings: Settings, synthetic: Dataset, synthetic_split: Split, first_champion  # noqa: ANN001
+) -> None:
+    champion_version = first_champion[0].version
+    weak = train(synthetic, synthetic_split, settings, "two_tower", params={"epochs": 1, "learning_rate": 0.0001})
+    result = bless_and_promote(settings, weak.version, weak.run_id, synthetic_split, synthetic.items)
+    assert not result.promoted and result.bento_tag is None
+    assert "worse than champion" in result.blessing.reasons[0]
+    assert registry.champion(settings) == champion_version
+    blessing = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=weak.run_id, artifact_path="blessing.json")).read_text())
+    assert blessing["blessed"] is False
+
+
+def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    candidate, _ = first_champion
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}@{settings.champion_alias}")
+    out = pyfunc.predict(pd.DataFrame({"user_id": ["u1", "stranger"], "k": [5, 3]}))
+    assert len(out.loc[0, "items"]) == 5 and not out.loc[0, "fallback"]
+    assert len(out.loc[1, "items"]) == 3 and out.loc[1, "fallback"]
+
+
+def test_unknown_family_is_refused(settings: Settings, synthetic: Dataset, synthetic_split: Split) -> None:
+    with pytest.raises(ValueError, match="unknown model family"):
+        train(synthetic, synthetic_split, settings, "magic")
