@@ -6,7 +6,7 @@ EmbeddingModel (npz + json). Promotion is an alias change (`champion`), never a 
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,9 +99,14 @@ def set_champion(settings: Settings, version: str) -> None:
 
 
 def export_to_bentoml(settings: Settings, version: str) -> str:
-    """Import a registered version into the BentoML model store; return the BentoML tag."""
-    os.environ["BENTOML_HOME"] = str(settings.bentoml_home.resolve())
+    """Copy a registered version into the BentoML model store; return the BentoML tag.
+
+    The store is named explicitly (settings.bentoml_home) rather than through BENTOML_HOME,
+    which BentoML reads once per process. The layout matches `bentoml.mlflow.import_model`:
+    the MLflow model folder under `mlflow_model/`.
+    """
     import bentoml
+    from bentoml._internal.models import ModelStore
 
     mv = MlflowClient().get_model_version(settings.registered_model, version)
     metadata = {
@@ -111,12 +116,17 @@ def export_to_bentoml(settings: Settings, version: str) -> str:
         "gx_result_id": mv.tags.get("gx_result_id", ""),
         "promoted_at": datetime.now(UTC).isoformat(),
     }
-    model = bentoml.mlflow.import_model(
-        settings.registered_model,
-        f"models:/{settings.registered_model}/{version}",
-        labels={"version": version, "stage": "champion"},
-        metadata=metadata,
-    )
+    store_dir = settings.bentoml_home.resolve() / "models"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{version}", dst_path=tmp)
+        with bentoml.models.create(
+            settings.registered_model,
+            labels={"version": version, "stage": "champion"},
+            metadata=metadata,
+            _model_store=ModelStore(str(store_dir)),
+        ) as model:
+            shutil.copytree(local, model.path_of("mlflow_model"))
     return str(model.tag)
 
 

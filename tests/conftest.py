@@ -38,3 +38,32 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     get_settings.cache_clear()
     yield get_settings()
     get_settings.cache_clear()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A real `prefect server start` (SQLite) on a free loopback port, for the whole session."""
+    from recsys import platform
+
+    home = tmp_path_factory.mktemp("prefect") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_HOME", str(home))
+        mp.setenv("RECSYS_PREFECT_PORT", str(free_port()))
+        get_settings.cache_clear()
+        settings = get_settings()
+        spec = platform.prefect_server(settings)
+        platform.start(spec, settings)
+    get_settings.cache_clear()
+    try:
+        yield f"{spec.url}/api", settings
+    finally:
+        platform.stop("prefect", settings)

@@ -173,22 +173,33 @@ def _movielens(name: str, ratings: pd.DataFrame, items: pd.DataFrame) -> Dataset
 
 
 def load_interactions_file(path: Path, items_path: Path | None = None) -> Dataset:
-    """A generic CSV or Parquet that already has the canonical interaction columns."""
+    """A generic CSV or Parquet that already has the canonical interaction columns.
+
+    The item table is `items_path`, else `<name>.items.<suffix>` beside it when present,
+    else one derived from the interactions (no titles, categories or prices).
+    """
+    sibling = path.with_name(f"{path.stem}.items{path.suffix}")
+    items_path = items_path or (sibling if sibling.exists() else None)
     reader = pd.read_parquet if path.suffix == ".parquet" else pd.read_csv
     interactions = reader(path)
     missing = set(INTERACTION_COLUMNS) - set(interactions.columns)
     if missing:
         raise ValueError(f"{path}: missing canonical columns {sorted(missing)}")
-    interactions[USER_COL] = interactions[USER_COL].astype(str)
-    interactions[ITEM_COL] = interactions[ITEM_COL].astype(str)
+    interactions[USER_COL] = _ids_as_str(interactions[USER_COL])
+    interactions[ITEM_COL] = _ids_as_str(interactions[ITEM_COL])
     interactions[TS_COL] = pd.to_datetime(interactions[TS_COL]).astype("datetime64[ns]")
     if items_path is not None:
         items = (pd.read_parquet if items_path.suffix == ".parquet" else pd.read_csv)(items_path)
-        items[ITEM_COL] = items[ITEM_COL].astype(str)
+        items[ITEM_COL] = _ids_as_str(items[ITEM_COL])
     else:
         items = pd.DataFrame({ITEM_COL: interactions[ITEM_COL].unique(), TITLE_COL: "", CATEGORY_COL: "unknown"})
         items[PRICE_COL] = float("nan")
     return Dataset(path.stem, _canonical(interactions), items[ITEM_COLUMNS].reset_index(drop=True))
+
+
+def _ids_as_str(ids: pd.Series) -> pd.Series:
+    """Ids as strings, keeping missing ones missing so the validation gate sees them."""
+    return ids.astype(object).where(ids.isna(), ids.astype(str))
 
 
 def _canonical(interactions: pd.DataFrame) -> pd.DataFrame:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.conftest import SMALL_TRAINING
+from tests.conftest import SMALL_TRAINING, free_port
 
 from recsys import platform
 from recsys.data.split import temporal_user_split
@@ -16,12 +15,6 @@ from recsys.data.synthetic import make_synthetic
 from recsys.promotion import bless_and_promote
 from recsys.settings import Settings, get_settings
 from recsys.training import train
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +85,24 @@ def test_every_answer_is_in_the_request_log(served: tuple[str, Settings]) -> Non
     assert len(lines) == before + 5
     assert [r["request_id"] for r in lines[-5:]] == ids
     assert all(r["model_version"] == "1" and r["history_len"] > 0 for r in lines[-5:])
+
+
+def test_bentofile_builds_a_bento_with_the_champion(served: tuple[str, Settings]) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, settings = served
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENTOML_HOME": str(settings.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
+    built = subprocess.run([bentoml_bin, "build", "--output", "tag"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    tag = built.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    listed = subprocess.run([bentoml_bin, "get", tag, "-o", "json"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    info = json.loads(listed.stdout)
+    models = [m["tag"] for service in info["services"] for m in service["models"]]
+    assert len(models) == 1 and models[0].startswith("recsys:")
+    assert any(r["name"] == "recommend" for r in info["schema"]["routes"])

@@ -47,9 +47,9 @@ def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: S
     assert promotion.promoted and promotion.previous_champion is None
     assert "popularity" in promotion.blessing.reasons[0]
     assert registry.champion(settings) == candidate.version
-    import bentoml
+    from bentoml._internal.models import ModelStore
 
-    stored = bentoml.models.get(promotion.bento_tag)
+    stored = ModelStore(str(settings.bentoml_home / "models")).get(promotion.bento_tag)
     assert stored.info.metadata["version"] == candidate.version
     assert stored.info.metadata["run_id"] == candidate.run_id
     assert (Path(stored.path) / "mlflow_model" / "artifacts" / "export" / "arrays.npz").exists()
