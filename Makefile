@@ -25,3 +25,15 @@ test: install
 
 clean:
 	rm -rf $(VENV) .recsys
+
+# Serving benchmark: BentoML vs `mlflow models serve` vs a bare Starlette floor, driven by wrk
+# (installed with apt-get if missing). Trains its own champion in a temporary RECSYS_HOME.
+.PHONY: bench-serving
+bench-serving: install
+	command -v wrk >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y wrk; }
+	$(BIN)/python -m benchmarks.serving
+
+.PHONY: bench-quality
+# Every model family on online-retail, ml-100k and ml-latest-small (about 15-20 min on 2 cores).
+bench-quality: install
+	$(BIN)/python -m benchmarks.quality

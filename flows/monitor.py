@@ -1,12 +1,16 @@
 """Monitoring as a flow: drift of live traffic against the training period, and the decision.
 
-A decision to retrain is emitted as the Prefect event `recsys.drift.detected`; the retrain
-deployment (flows/serve.py) has a trigger on it, so the server starts the retrain itself.
+The guardrails (recsys.monitoring.policy) decide, on drift and on the online hit rate from
+the service's feedback events; only a window that would retrain pays for
+counting the new data and running the GX gate on it. A decision to retrain is emitted as the
+Prefect event `recsys.drift.detected`; the retrain deployment (flows/serve.py) has a trigger
+on it, so the Prefect server starts the retrain itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -14,10 +18,12 @@ from prefect.events import emit_event
 
 from recsys import registry
 from recsys.data.ingest import load_dataset
-from recsys.monitoring.policy import decide
-from recsys.monitoring.reports import DriftResult, drift_report, read_request_log, request_features
+from recsys.data.split import count_between
+from recsys.monitoring.policy import WindowOutcome, append_history, decide, load_history
+from recsys.monitoring.reports import DriftResult, drift_report, online_hit_rate, read_request_log, request_features
 from recsys.monitoring.traffic import reference_records, window_end
 from recsys.settings import get_settings
+from recsys.validation import validate_dataset
 
 DRIFT_EVENT = "recsys.drift.detected"
 
@@ -31,41 +37,61 @@ def reference_window(dataset: str):  # noqa: ANN201
     model = registry.load_version(settings, current)
     cut = model.meta["train_until"]
     data = load_dataset(dataset, settings.shared_data_dir, cut)
-    return request_features(reference_records(model, data.interactions, cut))
+    return request_features(reference_records(model, data.interactions, cut)), cut, current
 
 
 @task(cache_policy=NO_CACHE)
-def compare(reference, window: int) -> tuple[DriftResult, str]:  # noqa: ANN001
+def compare(reference, window: int) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
     settings = get_settings()
     records = read_request_log(settings.request_log, last_n=window)
-    html = settings.reports_dir / f"drift-{window_end(records).replace(':', '')}.html"
-    result = drift_report(reference, request_features(records), html, settings.evidently_workspace)
-    return result, window_end(records)
+    end = window_end(records)
+    html = settings.reports_dir / f"drift-{end.replace(':', '')}.html"
+    result = drift_report(reference, request_features(records), html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))
+    return result, end, online_hit_rate(records, settings.events_log)
+
+
+@task(cache_policy=NO_CACHE)
+def new_data_check(dataset: str, cut: str, end: str) -> tuple[int, bool, str]:
+    """(new interactions since the champion's cut, GX gate passed, data docs) for the retrain data."""
+    settings = get_settings()
+    data = load_dataset(dataset, settings.shared_data_dir, end)
+    gate = validate_dataset(data.interactions, data.items, settings.gx_dir)
+    return count_between(data.interactions, cut, end), gate.success, str(gate.docs_index)
 
 
 @flow(name="monitor")
-def monitor(dataset: str = "online-retail", window: int | None = None, threshold: float | None = None) -> dict:
+def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
     """Compare the latest `window` requests with the reference; emit a retrain event on drift."""
     settings = get_settings()
     logger = get_run_logger()
-    result, end = compare(reference_window(dataset), window or settings.window_size)
-    decision = decide(result, threshold if threshold is not None else settings.drift_threshold)
-    logger.info("drift share %.2f (%s); report: %s", result.drift_share, ", ".join(result.drifted_columns), result.html_path)
-    logger.info("decision: %s (%s)", "retrain" if decision.retrain else "no retrain", "; ".join(decision.reasons))
+    config = settings.policy()
+    history = load_history(settings.policy_history)
+    reference, cut, version = reference_window(dataset)
+    result, end, hit_rate = compare(reference, window or settings.window_size)
+    at = datetime.fromisoformat(end)
+    quality = {"hit_rate": hit_rate, "version": version}
+    decision = decide(result, config, history, at, **quality)
+    if decision.retrain:
+        new_rows, gate_ok, docs = new_data_check(dataset, cut, end)
+        logger.info("new data: %d interactions since %s; GX gate %s (%s)", new_rows, cut, "passed" if gate_ok else "FAILED", docs)
+        decision = decide(result, config, history, at, new_rows, gate_ok, **quality)
+    signal = "threshold" not in decision.blocked_by
+    append_history(settings.policy_history, WindowOutcome(end, result.drift_share, signal, decision.retrain, hit_rate, version))
+    verdict = "retrain" if decision.retrain else "no retrain"
+    logger.info("drift share %.2f; report: %s", result.drift_share, result.html_path)
+    logger.info("decision: %s (%s)", verdict, "; ".join(decision.reasons))
+    metrics = {"drift_share": result.drift_share, "n_current": result.n_current}
+    if hit_rate is not None:
+        metrics["online_hit_rate"] = hit_rate
     registry.log_monitoring_run(
-        settings, result.html_path, {"drift_share": result.drift_share, "n_current": result.n_current},
-        {"decision": "retrain" if decision.retrain else "none"},
+        settings, result.html_path, metrics,
+        {"decision": verdict, "blocked_by": ",".join(decision.blocked_by)},
     )  # fmt: skip
     if decision.retrain:
         emit_event(
             event=DRIFT_EVENT,
             resource={"prefect.resource.id": f"recsys.model.{settings.registered_model}"},
-            payload={
-                "dataset": dataset,
-                "window_end": end,
-                "drift_share": result.drift_share,
-                "reason": "; ".join(decision.reasons),
-            },
+            payload={"dataset": dataset, "window_end": end, "drift_share": result.drift_share, "reason": "; ".join(decision.reasons)},
         )
-    return {"drift": {**asdict(result), "html_path": str(result.html_path)}, "retrain": decision.retrain,
-            "reasons": decision.reasons, "window_end": end}  # fmt: skip
+    return {"drift": {**asdict(result), "html_path": str(result.html_path)}, "retrain": decision.retrain, "hit_rate": hit_rate,
+            "reasons": decision.reasons, "blocked_by": decision.blocked_by, "window_end": end}  # fmt: skip

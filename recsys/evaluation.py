@@ -71,29 +71,72 @@ _FUNCTIONS = {
 }
 
 
-def recommend_ids(model: EmbeddingModel, user_ids: Sequence[str], k: int, batch: int = 1024) -> list[list[str]]:
-    """Top-k item ids for each user id (popularity for users the model does not know)."""
-    out: list[list[str]] = [[] for _ in user_ids]
-    known = [(pos, model.user_index[u]) for pos, u in enumerate(user_ids) if u in model.user_index]
-    for start in range(0, len(known), batch):
-        chunk = known[start : start + batch]
-        top, _ = model.recommend(np.array([u for _, u in chunk]), k)
-        for (pos, _), row in zip(chunk, top):
-            out[pos] = model.item_ids[row].tolist()
-    fallback = model.item_ids[model.popular(k)[0]].tolist()
-    return [recs if recs or u in model.user_index else fallback for u, recs in zip(user_ids, out)]
+def recommend_ids(
+    model: EmbeddingModel, user_ids: Sequence[str], k: int, batch: int = 1024, exclude: pd.DataFrame | None = None
+) -> list[list[str]]:
+    """Top-k item ids for each user id (popularity for users the model does not know).
+
+    `exclude` holds the interactions whose items must not be recommended (the split's train
+    set), so models trained on different data are judged on the same ranking task; without
+    it each model excludes its own seen items.
+    """
+    if exclude is None:
+        banned = {u: model.seen(i) for u, i in model.user_index.items() if u in set(user_ids)}
+    else:
+        rows = exclude[exclude[USER_COL].isin(set(user_ids))]
+        idx = rows[ITEM_COL].map(model.item_index).dropna().astype(int)
+        banned = {u: g.to_numpy() for u, g in idx.groupby(rows.loc[idx.index, USER_COL])}
+    out: list[list[str]] = []
+    for start in range(0, len(user_ids), batch):
+        chunk = list(user_ids[start : start + batch])
+        known = np.array([model.user_index.get(u, -1) for u in chunk])
+        scores = np.empty((len(chunk), model.n_items), dtype=np.float32)
+        scores[known >= 0] = model.user_vectors[known[known >= 0]] @ model.item_vectors.T
+        scores[known < 0] = model.popularity_percentile  # the fallback, as served
+        for row, user in enumerate(chunk):
+            scores[row, banned.get(user, [])] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out.extend(model.item_ids[r].tolist() for r in top)
+    return out
 
 
-def evaluate(model: EmbeddingModel, test: pd.DataFrame, ks: Sequence[int] = KS) -> dict[str, float]:
-    """Mean of every metric@k over the test users, plus coverage and mean popularity of recs."""
+def per_user_metrics(truth: pd.Series, recs: list[list[str]], ks: Sequence[int], names: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
+    """Each metric@k for every user (rows aligned with `truth`), the input of means and CIs."""
+    return {
+        f"{name}_at_{k}": np.array([_FUNCTIONS[name](t, r, k) for t, r in zip(truth.tolist(), recs)], dtype=float)
+        for k in ks
+        for name in names
+    }
+
+
+def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over users (resampling users with replacement)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def evaluate(
+    model: EmbeddingModel, test: pd.DataFrame, ks: Sequence[int] = KS, bootstrap: int = 0, seed: int = 0,
+    exclude: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Mean of every metric@k over the test users, plus coverage and mean popularity of recs.
+
+    With `bootstrap` > 0, each metric also gets `<metric>_lo`/`<metric>_hi`: a 95% bootstrap
+    interval over users, so two runs can be compared with their noise in view.
+    """
     truth = test.groupby(USER_COL)[ITEM_COL].agg(set)
     users = truth.index.tolist()
-    recs = recommend_ids(model, users, max(ks))
+    recs = recommend_ids(model, users, max(ks), exclude=exclude)
     result: dict[str, float] = {}
-    for k in ks:
-        for name in METRICS:
-            values = [_FUNCTIONS[name](t, r, k) for t, r in zip(truth.tolist(), recs)]
-            result[f"{name}_at_{k}"] = float(np.mean(values)) if values else 0.0
+    for key, values in per_user_metrics(truth, recs, ks).items():
+        result[key] = float(np.mean(values)) if len(values) else 0.0
+        if bootstrap > 0:
+            result[f"{key}_lo"], result[f"{key}_hi"] = bootstrap_ci(values, bootstrap, seed)
     top_k = [r[: min(ks)] for r in recs]
     distinct = {item for r in top_k for item in r}
     result["coverage"] = len(distinct) / max(model.n_items, 1)
@@ -101,3 +144,11 @@ def evaluate(model: EmbeddingModel, test: pd.DataFrame, ks: Sequence[int] = KS) 
     result["avg_popularity"] = float(np.mean([percentile[i] for r in top_k for i in r])) if distinct else 0.0
     result["n_users"] = float(len(users))
     return result
+
+
+def metric_curve(model: EmbeddingModel, test: pd.DataFrame, max_k: int = 20, names: Sequence[str] = ("ndcg", "recall")) -> dict[str, list[float]]:
+    """Mean metric@K for K = 1..max_k: how quality builds up along the ranked list."""
+    truth = test.groupby(USER_COL)[ITEM_COL].agg(set)
+    recs = recommend_ids(model, truth.index.tolist(), max_k)
+    values = per_user_metrics(truth, recs, range(1, max_k + 1), names)
+    return {name: [float(values[f"{name}_at_{k}"].mean()) if len(truth) else 0.0 for k in range(1, max_k + 1)] for name in names}

@@ -2,7 +2,9 @@
 
 The champion is re-evaluated on the candidate's test split (a retrain brings a new split),
 so the comparison is like for like. Promotion moves the MLflow alias and imports the
-version into the BentoML model store; a refused candidate changes nothing.
+version into the BentoML model store; a refused candidate changes nothing. The serving
+ANN index is built and checked here too: a champion whose index misses exact search
+(recall@100 < 0.99) would serve worse than it was evaluated, so it is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from recsys.blessing import Blessing, bless
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.popularity import PopularityModel
+from recsys.serving import index
 from recsys.settings import Settings
 
 
@@ -27,25 +30,32 @@ class PromotionResult:
     version: str
     previous_champion: str | None
     bento_tag: str | None
+    index_recall: float | None = None  # ANN recall@100 against exact search, when checked
 
 
 def bless_and_promote(settings: Settings, version: str, run_id: str, split: Split, items: pd.DataFrame) -> PromotionResult:
     """Make `version` champion if it is not worse than the current one (or beats popularity)."""
     registry.configure(settings)
-    candidate = evaluate(registry.load_version(settings, version), split.test)
+    model = registry.load_version(settings, version)
+    candidate = evaluate(model, split.test, exclude=split.train)
     current = registry.champion(settings)
     champion_metrics = None
     if current is not None and current != version:
-        champion_metrics = evaluate(registry.load_version(settings, current), split.test)
+        champion_metrics = evaluate(registry.load_version(settings, current), split.test, exclude=split.train)
     baseline = None
     if champion_metrics is None:
-        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test)
+        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test, exclude=split.train)
     blessing = bless(candidate, champion_metrics, baseline)
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(blessing.to_dict(), "blessing.json")
         mlflow.set_tag("blessed", str(blessing.blessed).lower())
+        if report is not None:
+            mlflow.log_metric("ann_recall_at_100", report.recall)
     if not blessing.blessed:
         return PromotionResult(blessing, False, version, current, None)
-    tag = registry.export_to_bentoml(settings, version)
+    if not report.passed:
+        return PromotionResult(blessing, False, version, current, None, report.recall)
+    tag = registry.export_to_bentoml(settings, version, ann, report)
     registry.set_champion(settings, version)
-    return PromotionResult(blessing, True, version, current, tag)
+    return PromotionResult(blessing, True, version, current, tag, report.recall)

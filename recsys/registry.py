@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
@@ -18,6 +19,11 @@ from mlflow.exceptions import MlflowException
 
 from recsys.models.base import EmbeddingModel
 from recsys.settings import Settings
+
+if TYPE_CHECKING:
+    import faiss
+
+    from recsys.serving.index import IndexReport
 
 EXPORT_ARTIFACT = "export"
 
@@ -98,12 +104,15 @@ def set_champion(settings: Settings, version: str) -> None:
     MlflowClient().set_registered_model_alias(settings.registered_model, settings.champion_alias, version)
 
 
-def export_to_bentoml(settings: Settings, version: str) -> str:
+def export_to_bentoml(
+    settings: Settings, version: str, ann: faiss.Index | None = None, report: IndexReport | None = None
+) -> str:
     """Copy a registered version into the BentoML model store; return the BentoML tag.
 
     The store is named explicitly (settings.bentoml_home) rather than through BENTOML_HOME,
     which BentoML reads once per process. The layout matches `bentoml.mlflow.import_model`:
-    the MLflow model folder under `mlflow_model/`.
+    the MLflow model folder under `mlflow_model/`; the checked ANN index, when given, sits
+    beside it (faiss format) so the service loads it from the store and nowhere else.
     """
     import bentoml
     from bentoml._internal.models import ModelStore
@@ -116,6 +125,8 @@ def export_to_bentoml(settings: Settings, version: str) -> str:
         "gx_result_id": mv.tags.get("gx_result_id", ""),
         "promoted_at": datetime.now(UTC).isoformat(),
     }
+    if report is not None:
+        metadata.update(index_kind=report.kind, index_recall_at_100=report.recall, index_ef_search=report.ef_search)
     store_dir = settings.bentoml_home.resolve() / "models"
     store_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,6 +138,10 @@ def export_to_bentoml(settings: Settings, version: str) -> str:
             _model_store=ModelStore(str(store_dir)),
         ) as model:
             shutil.copytree(local, model.path_of("mlflow_model"))
+            if ann is not None:
+                from recsys.serving import index
+
+                index.write(ann, Path(model.path))
     return str(model.tag)
 
 

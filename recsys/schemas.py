@@ -6,6 +6,8 @@ monitoring in step: a renamed column is a one-line change here.
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # Canonical interactions table: one row per (user, item, timestamp) event.
@@ -23,8 +25,12 @@ PRICE_COL = "price"
 ITEM_COLUMNS = [ITEM_COL, TITLE_COL, CATEGORY_COL, PRICE_COL]
 
 EVENTS = ("purchase", "rating", "click", "view")
+EventName = Literal["purchase", "rating", "click", "view"]  # EVENTS, as a type for request bodies
 DEFAULT_K = 10
 MAX_K = 100
+MAX_BATCH = 64  # requests in one /recommend_batch call
+MAX_BODY_BYTES = 64 * 1024  # larger bodies get a 413 before any parsing
+MAX_ID_LEN = 128
 
 
 class RecommendRequest(BaseModel):
@@ -36,11 +42,14 @@ class RecommendRequest(BaseModel):
     k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
     # Event time of the request; a replay of past traffic sends the original time.
     timestamp: str | None = Field(default=None, max_length=40)
+    exclude_seen: bool = Field(default=True, description="Leave out items the user already interacted with")
+    explain: bool = Field(default=False, description="Name, per item, the seen item it is closest to")
 
 
 class RecommendedItem(BaseModel):
     item_id: str
     score: float
+    because: str | None = Field(default=None, description="With explain: the closest item the user has seen")
 
 
 class RecommendResponse(BaseModel):
@@ -49,3 +58,35 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     fallback: bool = Field(description="True when the user is unknown and popularity answered")
     model_version: str
+
+
+class SimilarItemsResponse(BaseModel):
+    request_id: str
+    item_id: str
+    items: list[RecommendedItem]
+    model_version: str
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str = Field(description="Id of this feedback event in the log")
+    accepted: bool
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    """Lineage of the serving champion, from its BentoML model metadata."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    run_id: str = ""
+    data_digest: str = ""
+    gx_result_id: str = ""
+    promoted_at: str = ""
+    bento_tag: str = ""
+    index_kind: str = ""
+    index_recall_at_100: float | None = None
+
+    @classmethod
+    def of(cls, info: dict[str, Any]) -> ModelInfo:
+        return cls.model_validate({k: v for k, v in info.items() if v is not None})

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.monitoring.policy import PolicyConfig
+
 
 class Settings(BaseSettings):
     """All settings; each can be set as `RECSYS_<NAME>` in the environment."""
@@ -48,6 +50,24 @@ class Settings(BaseSettings):
         default=0.5, description="Share of drifted columns that starts a retrain"
     )
     window_size: int = Field(default=500, description="Requests per monitoring window")
+    min_window: int = Field(default=100, description="Fewer requests than this never start a retrain")
+    drift_consecutive: int = Field(default=2, description="Drifted windows in a row needed to retrain")
+    retrain_cooldown_hours: float = Field(default=24.0, description="Traffic hours after a retrain with no other")
+    max_retrains_per_day: int = Field(default=1, description="Cap on retrains in any 24 traffic hours")
+    min_new_interactions: int = Field(default=500, description="New interactions needed to retrain")
+    max_hit_rate_drop: float = Field(default=0.2, description="Relative fall of online hit rate that calls for a retrain")
+
+    def policy(self) -> PolicyConfig:
+        """The retrain guardrails (recsys.monitoring.policy) from these settings."""
+        return PolicyConfig(
+            threshold=self.drift_threshold,
+            min_window=self.min_window,
+            consecutive=self.drift_consecutive,
+            cooldown_hours=self.retrain_cooldown_hours,
+            max_retrains_per_day=self.max_retrains_per_day,
+            min_new_interactions=self.min_new_interactions,
+            max_hit_rate_drop=self.max_hit_rate_drop,
+        )
 
     @property
     def tracking_uri(self) -> str:
@@ -76,6 +96,15 @@ class Settings(BaseSettings):
     @property
     def evidently_workspace(self) -> Path:
         return self.home / "evidently"
+
+    @property
+    def events_log(self) -> Path:
+        """Feedback and similar-item events, beside the request log (written by the service)."""
+        return self.request_log.with_name("events.jsonl")
+
+    @property
+    def policy_history(self) -> Path:
+        return self.home / "monitoring" / "history.json"
 
     @property
     def run_dir(self) -> Path:

@@ -2,7 +2,8 @@
 
 One run holds the params, per-epoch loss and validation metrics, the training data as an
 MLflow dataset input (with its digest), the GX result, a training-curve plot, the test
-metrics of the shared protocol, and the model itself.
+metrics of the shared protocol with bootstrap intervals, a metric@K plot, and the model.
+Every family is one run with the `model_family` tag, so runs compare side by side.
 """
 
 from __future__ import annotations
@@ -21,14 +22,19 @@ import pandas as pd  # noqa: E402
 from recsys import registry  # noqa: E402
 from recsys.data.ingest import Dataset  # noqa: E402
 from recsys.data.split import Split  # noqa: E402
-from recsys.evaluation import evaluate  # noqa: E402
-from recsys.models.base import EmbeddingModel  # noqa: E402
+from recsys.evaluation import evaluate, metric_curve  # noqa: E402
+from recsys.models.base import EmbeddingModel, Recommender  # noqa: E402
+from recsys.models.ease import EASEModel  # noqa: E402
+from recsys.models.ials import IALSModel  # noqa: E402
+from recsys.models.item_knn import ItemKNNModel  # noqa: E402
 from recsys.models.popularity import PopularityModel  # noqa: E402
-from recsys.models.two_tower import TwoTowerModel  # noqa: E402
+from recsys.models.seq_two_tower import SeqTwoTowerModel  # noqa: E402
+from recsys.models.two_tower import EpochCallback, TwoTowerModel  # noqa: E402
 from recsys.schemas import TS_COL  # noqa: E402
 from recsys.settings import Settings  # noqa: E402
 
-FAMILIES = ("two_tower", "popularity")
+FAMILIES = ("two_tower", "popularity", "seq_two_tower", "ease", "ials", "item_knn")
+BOOTSTRAP = 200  # resamples of test users behind each metric's _lo/_hi
 
 
 @dataclass(frozen=True)
@@ -65,20 +71,7 @@ def train(
             history.setdefault(name, []).append(value)
         mlflow.log_metrics(step, step=epoch)
 
-    if family == "two_tower":
-        hp = {
-            "embedding_dim": settings.embedding_dim,
-            "epochs": settings.epochs,
-            "batch_size": settings.batch_size,
-            "learning_rate": settings.learning_rate,
-            "seed": settings.seed,
-            **(params or {}),
-        }
-        model = TwoTowerModel(**hp, on_epoch_end=on_epoch_end)
-    else:
-        hp = {}
-        model = PopularityModel()
-
+    model, hp = build_model(family, settings, params, on_epoch_end)
     train_data = mlflow.data.from_pandas(split.train, name=dataset.name)
     with mlflow.start_run(run_name=f"{family}-{dataset.name}") as run:
         mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest})
@@ -91,8 +84,9 @@ def train(
         model.fit(split.train, dataset.items, split.val)
         exported = model.export()
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
-        metrics = evaluate(exported, split.test)
+        metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        mlflow.log_figure(_plot_at_k(metric_curve(exported, split.test)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
             extra: dict[str, Path] = {}
             if history:
@@ -101,6 +95,10 @@ def train(
                 keras_path = Path(tmp) / "two_tower.keras"
                 model.keras_model.save(keras_path)
                 extra["keras_model"] = keras_path
+            if family == "seq_two_tower":
+                weights_path = Path(tmp) / "seq_two_tower.weights.h5"
+                model.keras_model.save_weights(weights_path)
+                extra["keras_weights"] = weights_path
             model_uri = registry.log_model(exported, extra)
         version = None
         if register:
@@ -109,6 +107,32 @@ def train(
                 tags["gx_result_id"] = str(validation.get("result_id", ""))
             version = registry.register(model_uri, settings, run.info.run_id, tags)
     return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest)
+
+
+def build_model(
+    family: str, settings: Settings, params: dict | None, on_epoch_end: EpochCallback | None
+) -> tuple[Recommender, dict]:
+    """The model of `family` and the hyper-parameters it is logged with (settings < params)."""
+    params = params or {}
+    if family == "two_tower":
+        hp = {
+            "embedding_dim": settings.embedding_dim,
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+            "seed": settings.seed,
+            **params,
+        }
+        return TwoTowerModel(**hp, on_epoch_end=on_epoch_end), hp
+    if family == "seq_two_tower":  # its own learning rate: the shared 0.02 is too high for attention
+        hp = {"embedding_dim": settings.embedding_dim, "epochs": settings.epochs, "seed": settings.seed, **params}
+        return SeqTwoTowerModel(on_epoch_end=on_epoch_end, **hp), hp
+    if family == "ials":
+        hp = {"seed": settings.seed, **params}
+        return IALSModel(**hp), hp
+    if family in ("ease", "item_knn"):
+        return (EASEModel if family == "ease" else ItemKNNModel)(**params), dict(params)
+    return PopularityModel(), {}
 
 
 def train_until(dataset: Dataset) -> pd.Timestamp:
@@ -122,5 +146,16 @@ def _plot(history: dict[str, list[float]]):  # noqa: ANN202
         ax.plot(range(1, len(values) + 1), values, marker="o")
         ax.set_title(name)
         ax.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_at_k(curves: dict[str, list[float]]):  # noqa: ANN202
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker=".", label=f"{name}@K")
+    ax.set_xlabel("K")
+    ax.set_xticks(range(0, len(next(iter(curves.values()), [])) + 1, 5))
+    ax.legend()
     fig.tight_layout()
     return fig

@@ -45,3 +45,9 @@ def time_cut(interactions: pd.DataFrame, cutoff: str | pd.Timestamp) -> tuple[pd
     before = interactions[interactions[TS_COL] < cut].reset_index(drop=True)
     after = interactions[interactions[TS_COL] >= cut].reset_index(drop=True)
     return before, after
+
+
+def count_between(interactions: pd.DataFrame, start: str | pd.Timestamp, end: str | pd.Timestamp) -> int:
+    """How many interactions fall in [start, end): the new data a retrain would learn from."""
+    ts = interactions[TS_COL]
+    return int(((ts >= pd.Timestamp(start)) & (ts < pd.Timestamp(end))).sum())

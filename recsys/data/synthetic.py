@@ -2,8 +2,9 @@
 
 Each user prefers a few categories (their taste); item popularity follows a Zipf law; events
 are spread over `days`. `shift_at` (a fraction of the time axis) lets tests plant a change:
-after it, users' tastes move to other categories and `new_user_share` of events come from
-users never seen before, so drift detection and retraining have a real signal to find.
+after it, users' tastes move to other categories and `new_user_share` of events come from a
+surge of new users (a pool of `new_user_share * n_users`, each with several events and a
+taste of its own), so drift detection has a real signal and a retrain has something to learn.
 """
 
 from __future__ import annotations
@@ -45,18 +46,19 @@ def make_synthetic(
     tastes = np.stack([rng.choice(n_categories, 2, replace=False) for _ in range(n_users)])
     shifted = (tastes + n_categories // 2) % n_categories
 
+    n_new = int(round(n_users * new_user_share))
+    new_tastes = np.stack([rng.choice(n_categories, 2, replace=False) for _ in range(n_new)]) if n_new else tastes[:0]
     t0 = pd.Timestamp(start)
     span = pd.Timedelta(days=days)
     rows: list[tuple[str, str, pd.Timestamp]] = []
-    next_new_user = n_users
     for user in range(n_users):
         times = np.sort(rng.uniform(0, 1, events_per_user))
         for t in times:
             after_shift = shift_at is not None and t >= shift_at
-            taste = shifted[user] if after_shift else tastes[user]
-            uid = user
-            if after_shift and rng.random() < new_user_share:
-                uid, next_new_user = next_new_user, next_new_user + 1
+            uid, taste = user, shifted[user] if after_shift else tastes[user]
+            if after_shift and n_new and rng.random() < new_user_share:
+                newcomer = int(rng.integers(n_new))
+                uid, taste = n_users + newcomer, new_tastes[newcomer]
             in_taste = np.isin(item_cat, taste)
             weights = popularity * np.where(in_taste, taste_strength, 1 - taste_strength)
             item = rng.choice(n_items, p=weights / weights.sum())

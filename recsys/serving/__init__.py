@@ -1,1 +1,2 @@
-"""Serving: plain recommendation logic (logic.py) and the thin BentoML service (service.py)."""
+"""Serving: recommendation logic (logic.py), the ANN index (index.py), the HTTP extras
+(http.py: GET /model, admin reload, request guard) and the thin BentoML service (service.py)."""

@@ -1,20 +1,30 @@
-"""What the service does for one request, testable without BentoML: rank, fall back, log.
+"""What the service does for a request, testable without BentoML: rank, fall back, explain, log.
 
 Unknown users get the most popular items, marked as a fallback. Each answer also carries
 the figures the monitor needs (history length, popularity of what was recommended), so the
-request log alone is enough to compute drift.
+request log alone is enough to compute drift. The hot path is numpy and faiss only: a
+batch of requests is one index search, and pandas is never touched while serving.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-import threading
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import faiss
 import numpy as np
 
 from recsys.models.base import EmbeddingModel
+from recsys.serving import index as ann
+
+# Local default so a laptop run works; deployments set RECSYS_LOG_KEY (see service.py).
+DEFAULT_LOG_KEY = "recsys-local-dev-key"
 
 
 @dataclass(frozen=True)
@@ -23,32 +33,146 @@ class Recommendation:
     fallback: bool
     history_len: int
     rec_popularity: float
+    because: list[str | None] | None = None  # per item: the seen item it is closest to
+
+
+@dataclass(frozen=True)
+class Query:
+    """One recommendation request, as the ranking needs it."""
+
+    user_id: str
+    k: int
+    exclude_seen: bool = True
+    explain: bool = False
 
 
 def recommend_one(model: EmbeddingModel, user_id: str, k: int, exclude_seen: bool = True) -> Recommendation:
-    """Top-k (item id, score) pairs for one user, or the popularity fallback if unknown."""
+    """Top-k (item id, score) pairs for one user by exact scoring, or the popularity fallback."""
     user = model.user_index.get(user_id)
     if user is None:
-        top, scores = model.popular(k)
-        fallback, history = True, 0
-    else:
-        top_rows, score_rows = model.recommend(np.array([user]), k, exclude_seen)
-        top, scores = top_rows[0], score_rows[0]
-        fallback, history = False, len(model.seen(user))
-    items = [(str(model.item_ids[i]), float(s)) for i, s in zip(top, scores)]
-    popularity = float(model.popularity_percentile[top].mean()) if len(top) else 0.0
-    return Recommendation(items, fallback, history, popularity)
+        return _fallback(model, k)
+    top_rows, score_rows = model.recommend(np.array([user]), k, exclude_seen)
+    return _answer(model, user, top_rows[0], score_rows[0], explain=False)
+
+
+def _fallback(model: EmbeddingModel, k: int) -> Recommendation:
+    top, scores = model.popular(k)
+    return Recommendation(_pairs(model, top, scores), True, 0, _popularity(model, top))
+
+
+def _pairs(model: EmbeddingModel, top: np.ndarray, scores: np.ndarray) -> list[tuple[str, float]]:
+    return list(zip(model.item_ids[top].tolist(), np.asarray(scores, dtype=float).tolist()))
+
+
+def _popularity(model: EmbeddingModel, top: np.ndarray) -> float:
+    return float(model.popularity_percentile[top].mean()) if len(top) else 0.0
+
+
+def _answer(model: EmbeddingModel, user: int, top: np.ndarray, scores: np.ndarray, explain: bool) -> Recommendation:
+    seen = model.seen(user)
+    because = _because(model, seen, top) if explain else None
+    return Recommendation(_pairs(model, top, scores), False, len(seen), _popularity(model, top), because)
+
+
+def _because(model: EmbeddingModel, seen: np.ndarray, top: np.ndarray) -> list[str | None]:
+    """For each recommended item, the user's seen item whose vector is closest (dot product)."""
+    if len(seen) == 0:
+        return [None] * len(top)
+    closest = (model.item_vectors[seen] @ model.item_vectors[top].T).argmax(axis=0)
+    return model.item_ids[seen[closest]].tolist()
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A champion as served: vectors, the shipped ANN index (or exact search) and its lineage.
+
+    The precomputed user-vector table with its id->row dict is the user-embedding cache: a
+    known user costs one row lookup, no model call. Instances are never mutated after load,
+    so a hot swap is one reference assignment and in-flight requests finish on the old one.
+    """
+
+    model: EmbeddingModel
+    index: faiss.Index
+    info: dict[str, Any] = field(default_factory=dict)  # BentoML metadata: version, run_id, ...
+
+    @property
+    def version(self) -> str:
+        return str(self.info.get("version", "unknown"))
+
+    @classmethod
+    def load(cls, folder: Path, arrays: Path, info: dict[str, Any]) -> ServingModel:
+        """Arrays from `arrays` (npz + json), the index from `folder` (exact if none shipped)."""
+        model = EmbeddingModel.load(arrays)
+        index = ann.read(folder)
+        if index is None:
+            index, info = ann.exact_index(model.item_vectors), {**info, "index_kind": "flat"}
+        return cls(model, index, info)
+
+    def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
+        """Answers in order; all known users in one index search of depth max(k + seen)."""
+        model = self.model
+        rows = [model.user_index.get(q.user_id) for q in queries]
+        known = [i for i, r in enumerate(rows) if r is not None]
+        out: list[Recommendation | None] = [None] * len(queries)
+        if known:
+            users = np.array([rows[i] for i in known])
+            depth = max(queries[i].k + (len(model.seen(rows[i])) if queries[i].exclude_seen else 0) for i in known)
+            scores, found = self.index.search(model.user_vectors[users], min(depth, model.n_items))
+            for j, i in enumerate(known):
+                out[i] = self._pick(rows[i], queries[i], found[j], scores[j])
+        for i, r in enumerate(rows):
+            if r is None:
+                out[i] = _fallback(model, queries[i].k)
+        return out  # type: ignore[return-value]
+
+    def _pick(self, user: int, query: Query, found: np.ndarray, scores: np.ndarray) -> Recommendation:
+        """Drop seen items and padding from one search row; exact scoring if that leaves < k."""
+        model = self.model
+        keep = found >= 0
+        seen = model.seen(user)
+        if query.exclude_seen and len(seen):  # rows are sorted (build_seen): binary search
+            keep &= seen[np.minimum(np.searchsorted(seen, found), len(seen) - 1)] != found
+        top, top_scores = found[keep][: query.k], scores[keep][: query.k]
+        if len(top) < min(query.k, model.n_items - (len(seen) if query.exclude_seen else 0)):
+            exact_top, exact_scores = model.recommend(np.array([user]), query.k, query.exclude_seen)
+            top, top_scores = exact_top[0], exact_scores[0]
+            top, top_scores = top[np.isfinite(top_scores)], top_scores[np.isfinite(top_scores)]
+        return _answer(model, user, top, top_scores, query.explain)
+
+    def similar(self, item_id: str, k: int) -> list[tuple[str, float]] | None:
+        """The k items closest to `item_id` by inner product (itself excluded); None if unknown."""
+        row = self.model.item_index.get(item_id)
+        if row is None:
+            return None
+        n = min(k + 1, self.model.n_items)
+        scores, found = self.index.search(self.model.item_vectors[row : row + 1], n)
+        keep = (found[0] >= 0) & (found[0] != row)
+        return _pairs(self.model, found[0][keep][:k], scores[0][keep][:k])
+
+
+def pseudonymise(user_id: str, key: bytes) -> str:
+    """Keyed hash of a user id for the logs: joinable across lines, not reversible without the key."""
+    return hmac.new(key, user_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 class RequestLog:
-    """Append-only JSONL log of answered requests; one line per request, flushed at once."""
+    """Append-only JSONL log; each record is one `write` on an O_APPEND descriptor.
+
+    One write per line on O_APPEND is atomic with respect to other writers on Linux, so
+    threads and worker processes never interleave or lose lines and no lock is needed;
+    the data is in the kernel once `append` returns, so it survives the process dying.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def append(self, record: dict) -> None:
-        line = json.dumps(record, separators=(",", ":")) + "\n"
-        with self._lock, self.path.open("a", encoding="utf-8") as f:
-            f.write(line)
+        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        written = os.write(self._fd, data)
+        if written != len(data):  # only on a full disk or similar: do not leave half a line
+            raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -81,3 +81,26 @@ def test_evaluate_excludes_seen_items_and_falls_back_for_unknown_users() -> None
     assert metrics["n_users"] == 3
     test_miss = pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]})
     assert evaluate(model, test_miss, ks=(1,))["hitrate_at_1"] == 0.0
+
+
+def test_bootstrap_ci_brackets_the_mean() -> None:
+    from recsys.evaluation import bootstrap_ci
+
+    values = np.random.default_rng(1).random(300)
+    lo, hi = bootstrap_ci(values, n=200, seed=0)
+    assert lo < values.mean() < hi and hi - lo < 0.2
+    assert bootstrap_ci(values, n=200, seed=0) == (lo, hi)  # seeded
+    assert bootstrap_ci([], n=10) == (0.0, 0.0)
+
+
+def test_evaluate_adds_intervals_and_curves_rise_with_k() -> None:
+    from recsys.evaluation import metric_curve
+
+    model = _tiny_model()
+    test = pd.DataFrame({"user_id": ["u1", "u2", "u2"], "item_id": ["c", "a", "c"]})
+    metrics = evaluate(model, test, ks=(1, 2), bootstrap=50)
+    assert metrics["recall_at_2_lo"] <= metrics["recall_at_2"] <= metrics["recall_at_2_hi"]
+    assert "ndcg_at_1_lo" in metrics and "coverage_lo" not in metrics
+    curve = metric_curve(model, test, max_k=3)
+    assert len(curve["recall"]) == 3 and curve["recall"] == sorted(curve["recall"])
+    assert curve["recall"][-1] == pytest.approx(1.0)

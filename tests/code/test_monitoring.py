@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.monitoring.policy import Decision, decide
+from recsys.monitoring.policy import PolicyConfig, decide
 from recsys.monitoring.reports import (
     FEATURES,
     DriftResult,
@@ -137,8 +137,8 @@ def test_same_traffic_does_not_retrain(runs: dict[str, Any]) -> None:
     result: DriftResult = runs["same"]
     assert result.drift_share < 0.5
     assert (result.n_reference, result.n_current) == (N_REF, N_CUR)
-    decision = decide(result, threshold=0.5)
-    assert decision == Decision(retrain=False, reasons=decision.reasons) and not decision.retrain
+    decision = decide(result, PolicyConfig(threshold=0.5, consecutive=1))
+    assert not decision.retrain and decision.blocked_by == ["threshold"]
     assert "< threshold 0.50" in decision.reasons[0]
 
 
@@ -147,15 +147,15 @@ def test_shifted_traffic_retrains(runs: dict[str, Any]) -> None:
     assert result.drift_share >= 0.5
     assert {"known_user", "history_len"} <= set(result.drifted_columns)
     assert len(result.drifted_columns) == round(result.drift_share * len(FEATURES))
-    decision = decide(result, threshold=0.5)
+    decision = decide(result, PolicyConfig(threshold=0.5, consecutive=1))
     assert decision.retrain
     assert f"drift share {result.drift_share:.2f} >= threshold 0.50" in decision.reasons[0]
 
 
 def test_small_window_vetoes_retrain(runs: dict[str, Any]) -> None:
-    decision = decide(runs["shift"], threshold=0.5, min_window=N_CUR + 1)
-    assert not decision.retrain
-    assert any("min_window" in r for r in decision.reasons)
+    decision = decide(runs["shift"], PolicyConfig(threshold=0.5, consecutive=1, min_window=N_CUR + 1))
+    assert not decision.retrain and decision.blocked_by == ["min_window"]
+    assert any(f"< minimum {N_CUR + 1}" in r for r in decision.reasons)
 
 
 def test_html_report_written(runs: dict[str, Any]) -> None:

@@ -2,23 +2,21 @@
 MLflow on SQLite, GX, BentoML over HTTP and Evidently.
 
 Undrifted traffic must start nothing; a planted shift (new users, moved tastes) must be
-detected, emit the drift event, make the Prefect server run the retrain deployment, and end
-with a new champion that the service then answers with.
+detected after the hysteresis window, emit the drift event, make the Prefect server run the
+retrain deployment, and end with a new champion that the service then answers with.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-import pandas as pd
 import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from recsys import platform, registry
 from recsys.data.synthetic import make_synthetic
-from recsys.monitoring.traffic import replay, visits
 from recsys.settings import get_settings
+from tests.conftest import free_port
 
 CUT, SHIFT = "2024-03-01", "2024-03-13"
 
@@ -38,12 +36,10 @@ def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(
 ) -> None:
     api, server_settings = prefect_api
     monkeypatch.setenv("RECSYS_PREFECT_PORT", str(server_settings.prefect_port))
-    monkeypatch.setenv("RECSYS_SERVE_PORT", str(__import__("tests.conftest").conftest.free_port()))
-    monkeypatch.setenv("RECSYS_WINDOW_SIZE", "500")
+    monkeypatch.setenv("RECSYS_SERVE_PORT", str(free_port()))
     get_settings.cache_clear()
     settings = get_settings()
-    from flows.demo import wait_for_retrain
-    from flows.monitor import monitor
+    from flows.loop import run_loop
     from flows.pipeline import pipeline
 
     with temporary_settings({PREFECT_API_URL: api}):
@@ -51,29 +47,19 @@ def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(
         try:
             first = pipeline(dataset=str(shop), train_until=CUT)
             assert first["promotion"]["promoted"], first["promotion"]
-            platform.start(platform.bentoml_server(settings), settings)
-            url = platform.bentoml_server(settings).url
-            events = pd.read_parquet(shop)
-            calm = visits(events[(events["timestamp"] >= CUT) & (events["timestamp"] < SHIFT)])
-            assert replay(url, calm).failed == 0
-            quiet = monitor(dataset=str(shop))
-            assert not quiet["retrain"], quiet["reasons"]
-
-            shifted = visits(events[events["timestamp"] >= SHIFT])
-            assert replay(url, shifted).failed == 0
-            since = pd.Timestamp.now(tz="UTC").timestamp()
-            watch = monitor(dataset=str(shop))
-            assert watch["retrain"], watch["reasons"]
-            assert "known_user" in watch["drift"]["drifted_columns"]
-
-            state = wait_for_retrain(since, timeout=300)
-            assert state is not None and state[0] == "Completed", state
-            assert registry.champion(settings) == "2"
-            platform.stop("bentoml", settings)
-            platform.start(platform.bentoml_server(settings), settings)
-            body = httpx.post(f"{url}/recommend", json={"user_id": "u1", "k": 5}).json()
-            assert body["model_version"] == "2"
-            assert Path(watch["drift"]["html_path"]).stat().st_size > 10_000
+            rows = run_loop(settings, str(shop), CUT, window=500, max_windows=6)
         finally:
             platform.stop("bentoml", settings)
             platform.stop("runner", settings)
+
+    before_shift = [r for r in rows if r.end < SHIFT]
+    assert before_shift and all(r.decision == "hold: threshold" for r in before_shift), rows  # calm: no drift
+    retrains = [r for r in rows if r.decision.startswith("retrain")]
+    assert retrains and all(r.decision == "retrain → Completed" for r in retrains), rows
+    first = rows.index(retrains[0])
+    assert rows[first - 1].end >= SHIFT and "hysteresis" in rows[first - 1].decision  # waits for a 2nd window
+    champion = registry.champion(settings)
+    assert champion != "1" and rows[-1].serving_version == champion  # a retrain was promoted and served
+    assert all(r.requests == 500 and 0 < r.hit_rate < 1 for r in rows)
+    reports = list(settings.reports_dir.glob("drift-*.html"))
+    assert len(reports) == len(rows) and min(p.stat().st_size for p in reports) > 10_000

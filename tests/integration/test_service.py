@@ -1,24 +1,43 @@
-"""The BentoML service over real HTTP: recommendations, fallback, 4xx on bad input, the log."""
+"""The BentoML service over real HTTP: endpoints, lineage, logs, refusal of a bad index and a
+hot swap under load with no failed request."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
 from tests.conftest import SMALL_TRAINING, free_port
 
-from recsys import platform
-from recsys.data.split import temporal_user_split
+from recsys import platform, registry
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split, temporal_user_split
 from recsys.data.synthetic import make_synthetic
 from recsys.promotion import bless_and_promote
+from recsys.serving import index
+from recsys.serving.logic import DEFAULT_LOG_KEY
 from recsys.settings import Settings, get_settings
 from recsys.training import train
 
+TOKEN = "test-admin-token"
+
+
+@dataclass
+class Served:
+    url: str
+    settings: Settings
+    data: Dataset
+    split: Split
+
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A champion trained on synthetic data, served by `bentoml serve` on a free port."""
     home = tmp_path_factory.mktemp("service") / "home"
     with pytest.MonkeyPatch.context() as mp:
@@ -31,71 +50,156 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Sett
         settings = get_settings()
         data = make_synthetic()
         split = temporal_user_split(data.interactions)
-        candidate = train(data, split, settings, "two_tower")
+        candidate = train(data, split, settings, "two_tower", validation={"result_id": "gx-7", "success": True})
         assert bless_and_promote(settings, candidate.version, candidate.run_id, split, data.items).promoted
         spec = platform.bentoml_server(settings)
-        platform.start(spec, settings)
+        platform.start(spec, settings, extra_env={"RECSYS_ADMIN_TOKEN": TOKEN})
         try:
-            yield spec.url, settings
+            yield Served(spec.url, settings, data, split)
         finally:
             platform.stop("bentoml", settings)
             get_settings.cache_clear()
 
 
-def test_known_user_gets_k_ranked_items_with_lineage(served: tuple[str, Settings]) -> None:
-    url, _ = served
-    body = httpx.post(f"{url}/recommend", json={"user_id": "u1", "k": 7}).json()
+def post(served: Served, path: str, body: dict) -> dict:
+    response = httpx.post(f"{served.url}{path}", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_known_user_gets_k_ranked_unseen_items_with_lineage(served: Served) -> None:
+    body = post(served, "/recommend", {"user_id": "u1", "k": 7})
     assert len(body["items"]) == 7 and len({i["item_id"] for i in body["items"]}) == 7
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True)
     assert body["fallback"] is False and body["model_version"] == "1" and len(body["request_id"]) == 32
+    model = registry.load_version(served.settings, "1")
+    seen = set(model.item_ids[model.seen(model.user_index["u1"])].tolist())
+    assert not seen & {i["item_id"] for i in body["items"]}
+    with_seen = post(served, "/recommend", {"user_id": "u1", "k": 100, "exclude_seen": False})
+    assert seen & {i["item_id"] for i in with_seen["items"]}
 
 
-def test_unknown_user_gets_popularity_fallback(served: tuple[str, Settings]) -> None:
-    url, _ = served
-    body = httpx.post(f"{url}/recommend", json={"user_id": "never-seen", "k": 3}).json()
+def test_explain_names_a_seen_item_per_recommendation(served: Served) -> None:
+    body = post(served, "/recommend", {"user_id": "u2", "k": 4, "explain": True})
+    model = registry.load_version(served.settings, "1")
+    seen = set(model.item_ids[model.seen(model.user_index["u2"])].tolist())
+    assert all(i["because"] in seen for i in body["items"])
+
+
+def test_unknown_user_gets_popularity_fallback(served: Served) -> None:
+    body = post(served, "/recommend", {"user_id": "never-seen", "k": 3})
     assert body["fallback"] is True and len(body["items"]) == 3
 
 
-@pytest.mark.parametrize(
-    ("payload", "needle"),
-    [
-        ({"user_id": "u1", "k": 0}, "greater than or equal to 1"),
-        ({"user_id": "u1", "k": 101}, "less than or equal to 100"),
-        ({"user_id": "u1", "k": "ten"}, "valid integer"),
-        ({"k": 5}, "Field required"),
-        ({"user_id": "", "k": 5}, "at least 1 character"),
-        ({"user_id": ["u1"], "k": 5}, "valid string"),
-        ("{not json", "Invalid JSON"),
-    ],
-)
-def test_malformed_requests_get_a_4xx_that_names_the_problem(served: tuple[str, Settings], payload, needle: str) -> None:  # noqa: ANN001
-    url, _ = served
-    content = payload if isinstance(payload, str) else json.dumps(payload)
-    response = httpx.post(f"{url}/recommend", content=content, headers={"content-type": "application/json"})
-    assert 400 <= response.status_code < 500
-    assert needle in response.text
+def test_batch_answers_in_order_and_concurrent_batches_all_complete(served: Served) -> None:
+    body = httpx.post(f"{served.url}/recommend_batch", json={"requests": [
+        {"user_id": "u1", "k": 2}, {"user_id": "nobody", "k": 3}, {"user_id": "u3", "k": 4}]}).json()  # fmt: skip
+    assert [len(r["items"]) for r in body] == [2, 3, 4] and [r["fallback"] for r in body] == [False, True, False]
+    assert len({r["request_id"] for r in body}) == 3
+    results: list[int] = []
+
+    def call(n: int) -> None:
+        reqs = [{"user_id": f"u{n * 5 + j}", "k": 5} for j in range(5)]
+        results.append(len(httpx.post(f"{served.url}/recommend_batch", json={"requests": reqs}, timeout=30).json()))
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [5] * 8
 
 
-def test_every_answer_is_in_the_request_log(served: tuple[str, Settings]) -> None:
-    url, settings = served
-    before = settings.request_log.read_text().count("\n") if settings.request_log.exists() else 0
-    ids = [httpx.post(f"{url}/recommend", json={"user_id": f"u{i}", "k": 2}).json()["request_id"] for i in range(5)]
-    lines = [json.loads(line) for line in settings.request_log.read_text().splitlines()]
-    assert len(lines) == before + 5
-    assert [r["request_id"] for r in lines[-5:]] == ids
+def test_similar_items_and_unknown_item_404(served: Served) -> None:
+    body = post(served, "/similar_items", {"item_id": "i1", "k": 5})
+    assert len(body["items"]) == 5 and "i1" not in {i["item_id"] for i in body["items"]}
+    missing = httpx.post(f"{served.url}/similar_items", json={"item_id": "no-such", "k": 5})
+    assert missing.status_code == 404 and "unknown item_id 'no-such'" in missing.text
+
+
+def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
+    info = httpx.get(f"{served.url}/model").json()
+    mv = registry.MlflowClient().get_model_version(served.settings.registered_model, "1")
+    assert info["version"] == "1" and info["run_id"] == mv.run_id and info["gx_result_id"] == "gx-7"
+    assert info["data_digest"] and info["promoted_at"] and info["index_kind"] == "hnsw"
+    assert info["index_recall_at_100"] >= 0.99 and info["bento_tag"].startswith("recsys:")
+    for path in ("/livez", "/readyz", "/"):
+        assert httpx.get(f"{served.url}{path}").status_code == 200
+    assert "bentoml_service_request_total" in httpx.get(f"{served.url}/metrics").text
+    paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
+    assert {"/recommend", "/recommend_batch", "/similar_items", "/feedback"} <= set(paths)
+
+
+def test_answers_and_feedback_are_logged_with_pseudonymised_users(served: Served) -> None:
+    log, events = served.settings.request_log, served.settings.request_log.with_name("events.jsonl")
+    before = log.read_text().count("\n")
+    ids = [post(served, "/recommend", {"user_id": f"u{i}", "k": 2})["request_id"] for i in range(5)]
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(lines) == before + 5 and [r["request_id"] for r in lines[-5:]] == ids
     assert all(r["model_version"] == "1" and r["history_len"] > 0 for r in lines[-5:])
+    expected = hmac.new(DEFAULT_LOG_KEY.encode(), b"u4", hashlib.sha256).hexdigest()
+    assert lines[-1]["user_id"] == expected and "u4" not in log.read_text().splitlines()[-1]
+    fb = post(served, "/feedback", {"user_id": "u4", "item_id": "i9", "event": "click", "request_id": ids[-1]})
+    event = json.loads(events.read_text().splitlines()[-1])
+    assert event["kind"] == "feedback" and event["request_id"] == fb["request_id"]
+    assert event["answer_request_id"] == ids[-1] and event["user_id"] == expected
 
 
-def test_bentofile_builds_a_bento_with_the_champion(served: tuple[str, Settings]) -> None:
+def test_reload_needs_the_admin_token(served: Served) -> None:
+    assert httpx.post(f"{served.url}/admin/reload").status_code == 401
+    wrong = httpx.post(f"{served.url}/admin/reload", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "admin token" in wrong.text
+
+
+def test_bad_index_is_refused_then_new_champion_hot_swaps_under_load(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = served.settings
+    candidate = train(served.data, served.split, settings, "two_tower")
+    monkeypatch.setattr(index, "MIN_RECALL", 1.01)  # no index can pass: promotion must refuse
+    refused = bless_and_promote(settings, candidate.version, candidate.run_id, served.split, served.data.items)
+    assert not refused.promoted and refused.blessing.blessed and refused.index_recall is not None
+    assert registry.champion(settings) == "1"
+    monkeypatch.undo()
+    assert bless_and_promote(settings, candidate.version, candidate.run_id, served.split, served.data.items).promoted
+
+    log_before = settings.request_log.read_text().count("\n")
+    stop, answered, failed, versions = threading.Event(), [0], [0], [[] for _ in range(6)]
+
+    def load(n: int) -> None:
+        with httpx.Client(base_url=served.url, timeout=10) as client:
+            while not stop.is_set():
+                r = client.post("/recommend", json={"user_id": f"u{n}", "k": 10})
+                if r.status_code == 200:
+                    answered[0] += 1
+                    versions[n].append(r.json()["model_version"])
+                else:
+                    failed[0] += 1
+
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    swap = httpx.post(f"{served.url}/admin/reload", headers={"authorization": f"Bearer {TOKEN}"}, timeout=30)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert swap.status_code == 200 and swap.json() == {**swap.json(), "previous": "1", "serving": "2"}
+    assert failed[0] == 0 and answered[0] > 20
+    for seen in versions:  # each client saw 1 then 2, never back: the swap is atomic
+        assert seen[0] == "1" and seen[-1] == "2" and seen == sorted(seen)
+    assert settings.request_log.read_text().count("\n") - log_before == answered[0]
+    assert httpx.get(f"{served.url}/model").json()["version"] == "2"
+
+
+def test_bentofile_builds_a_bento_with_the_champion(served: Served) -> None:
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    _, settings = served
     repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "BENTOML_HOME": str(settings.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
+    env = {**os.environ, "BENTOML_HOME": str(served.settings.bentoml_home), "BENTOML_DO_NOT_TRACK": "True"}
     bentoml_bin = str(Path(sys.executable).with_name("bentoml"))
     built = subprocess.run([bentoml_bin, "build", "--output", "tag"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr[-2000:]
@@ -105,4 +209,5 @@ def test_bentofile_builds_a_bento_with_the_champion(served: tuple[str, Settings]
     info = json.loads(listed.stdout)
     models = [m["tag"] for service in info["services"] for m in service["models"]]
     assert len(models) == 1 and models[0].startswith("recsys:")
-    assert any(r["name"] == "recommend" for r in info["schema"]["routes"])
+    routes = {r["name"] for r in info["schema"]["routes"]}
+    assert {"recommend", "recommend_batch", "similar_items", "feedback"} <= routes

@@ -1,0 +1,111 @@
+"""The closed loop, window by window: replay live traffic, monitor, retrain on drift, swap.
+
+Used by the demo and by `recsys loop`. Each window of replayed visits is sent to the running
+service; the monitor flow then judges the latest window; when it emits the drift event, the
+loop waits for the Prefect server's retrain run to end and restarts the service on the new
+champion. The timeline records what happened per window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+
+from flows.monitor import monitor
+from recsys import platform, registry
+from recsys.data.ingest import load_dataset
+from recsys.monitoring.traffic import replay, visits
+from recsys.schemas import TS_COL
+from recsys.settings import Settings
+
+RETRAIN_TIMEOUT_S = 600
+FINAL_STATES = {"Completed", "Failed", "Crashed", "Cancelled"}
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One line of the loop's timeline."""
+
+    window: int
+    end: str
+    requests: int
+    hit_rate: float
+    fallback_share: float
+    drift_share: float
+    decision: str
+    serving_version: str
+
+
+async def _latest_retrain(since: float) -> tuple[str, str] | None:
+    """(state name, flow-run id) of the newest retrain run created after `since`, if any."""
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+    if not runs or runs[0].created.timestamp() < since:
+        return None
+    return runs[0].state.name if runs[0].state else "Unknown", str(runs[0].id)
+
+
+def wait_for_retrain(since: float, timeout: float = RETRAIN_TIMEOUT_S) -> tuple[str, str] | None:
+    """Poll the Prefect API until the triggered retrain run ends (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    latest = None
+    while time.monotonic() < deadline:
+        latest = asyncio.run(_latest_retrain(since))
+        if latest and latest[0] in FINAL_STATES:
+            return latest
+        time.sleep(2)
+    return latest
+
+
+def serve_champion(settings: Settings) -> str:
+    """(Re)start the BentoML service on the current champion; return its version."""
+    platform.stop("bentoml", settings)
+    platform.start(platform.bentoml_server(settings), settings)
+    return registry.champion(settings) or "none"
+
+
+def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, max_windows: int | None = None) -> list[WindowRow]:
+    """Replay `dataset` from `replay_from` in windows of `window` visits; return the timeline."""
+    data = load_dataset(dataset, settings.shared_data_dir)
+    live = visits(data.interactions[data.interactions[TS_COL] >= replay_from])
+    url = platform.bentoml_server(settings).url
+    version = serve_champion(settings)
+    rows: list[WindowRow] = []
+    for n, start in enumerate(range(0, len(live), window)):
+        chunk = live.iloc[start : start + window]
+        if max_windows is not None and n >= max_windows or len(chunk) < settings.min_window:
+            break
+        stats = replay(url, chunk)
+        since = time.time()
+        watch = monitor(dataset=dataset, window=len(chunk))
+        decision = "retrain" if watch["retrain"] else ("hold: " + ",".join(watch["blocked_by"]))
+        if watch["retrain"]:
+            state = wait_for_retrain(since)
+            decision = f"retrain → {state[0] if state else 'not started'}"
+            version = serve_champion(settings)
+        rows.append(
+            WindowRow(n + 1, watch["window_end"][:16], stats.ok, watch["hit_rate"] if watch["hit_rate"] is not None else stats.hit_rate,
+                      stats.fallback / max(stats.ok, 1),
+                      watch["drift"]["drift_share"], decision, version)  # fmt: skip
+        )
+        print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+HEADER = f"{'win':>3} {'window end':16} {'reqs':>5} {'hit@10':>6} {'fallbk':>6} {'drift':>5}  {'serving':>7}  decision"
+
+
+def format_row(row: WindowRow) -> str:
+    return (
+        f"{row.window:>3} {row.end:16} {row.requests:>5} {row.hit_rate:>6.3f} {row.fallback_share:>6.2f} "
+        f"{row.drift_share:>5.2f}  {'v' + row.serving_version:>7}  {row.decision}"
+    )

@@ -1,0 +1,24 @@
+"""Tuning as a flow: a small grid search of one model family, one nested MLflow run per trial."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from recsys.data.ingest import load_dataset
+from recsys.data.split import temporal_user_split
+from recsys.settings import get_settings
+from recsys.tuning import tune
+
+
+@task
+def search_grid(dataset: str, family: str, space: dict[str, list] | None) -> dict:
+    settings = get_settings()
+    data = load_dataset(dataset, settings.shared_data_dir)
+    trials = tune(data, temporal_user_split(data.interactions), settings, family, space)
+    return {"best": trials[0].params, "best_score": trials[0].score, "trials": [{"params": t.params, "score": t.score} for t in trials]}
+
+
+@flow(name="tune")
+def tune_model(dataset: str = "ml-100k", family: str = "ease", space: dict[str, list] | None = None) -> dict:
+    """Grid-search `family` on the validation split of `dataset`; the best config is tagged."""
+    return search_grid(dataset, family, space)

@@ -1,0 +1,204 @@
+"""A sequence-aware two-tower retrieval model in Keras 3, trained with in-batch softmax.
+
+User tower: the user's recent items (id embeddings shared with the item tower) plus position
+and recency (age in days) go through a small transformer block; its most-recent output, a
+mean of the history and a user-id embedding feed an MLP. Item tower: id embedding plus
+title words, category and price bucket, so catalogue items never trained on still get a
+vector from their content. Loss: in-batch softmax with log-Q correction and accidental
+hits removed (keras-rs layers). Written with `keras.ops`; only the input pipeline and the
+distribution strategy are TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from recsys.models import strategy as strat
+from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.seq_features import ItemContent, item_content, training_examples, user_histories
+from recsys.schemas import ITEM_COL
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EpochCallback = Callable[[int, dict[str, float], EmbeddingModel], None]
+DEFAULTS = {
+    "embedding_dim": 64, "max_len": 50, "heads": 2, "dropout": 0.2, "epochs": 8, "batch_size": 512,
+    "learning_rate": 0.002, "temperature": 0.1, "new_items_only": True, "xla": False, "seed": 42,
+}  # fmt: skip
+
+
+def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: ANN202
+    import keras
+    import keras_rs
+    from keras import layers, ops
+
+    class RemoveAccidentalHits(keras_rs.layers.RemoveAccidentalHits):
+        """keras-rs 0.4.0 adds ~1e-40 to accidental hits, a no-op (keras-rs PR #206): mask them."""
+
+        def call(self, logits, labels, candidate_ids):  # noqa: ANN001, ANN201
+            same = ops.equal(ops.expand_dims(candidate_ids, 1), ops.expand_dims(candidate_ids, 0))
+            duplicate = ops.logical_and(same, ops.equal(labels, 0))
+            return ops.where(duplicate, ops.full_like(logits, -1e4), logits)
+
+    dim, seed = int(p["embedding_dim"]), int(p["seed"])
+
+    class SeqTwoTower(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            init = keras.initializers.TruncatedNormal(stddev=0.05, seed=seed)
+            self.item_id = layers.Embedding(n_items + 1, dim, embeddings_initializer=init)
+            self.token = layers.Embedding(content.n_tokens, dim, embeddings_initializer=init)
+            self.category = layers.Embedding(content.n_categories, dim, embeddings_initializer=init)
+            self.price = layers.Embedding(content.n_price_buckets, dim, embeddings_initializer=init)
+            self.position = layers.Embedding(int(p["max_len"]), dim, embeddings_initializer=init)
+            self.user_id = layers.Embedding(n_users, dim, embeddings_initializer=init)
+            self.recency = layers.Dense(dim)
+            self.attention = layers.MultiHeadAttention(int(p["heads"]), dim // int(p["heads"]), dropout=float(p["dropout"]))
+            self.norm1, self.norm2 = layers.LayerNormalization(), layers.LayerNormalization()
+            self.ffn = keras.Sequential([layers.Dense(2 * dim, activation="gelu"), layers.Dense(dim)])
+            self.drop = layers.Dropout(float(p["dropout"]))
+            self.user_mlp = keras.Sequential([layers.Dense(2 * dim, activation="gelu"), layers.Dense(dim)])
+            self.item_mlp = keras.Sequential([layers.Dense(2 * dim, activation="gelu"), layers.Dense(dim)])
+            content_tables = {"tokens": content.tokens, "categories": content.category, "prices": content.price_bucket, "has_id": content.has_id}
+            self.tables = {}
+            for name, value in content_tables.items():  # non-trainable: saved with the model, mirrored by strategies
+                self.tables[name] = self.add_weight(shape=value.shape, dtype=str(value.dtype), trainable=False, name=name, initializer="zeros")
+                self.tables[name].assign(value)
+            self.correction = keras_rs.layers.SamplingProbabilityCorrection()
+            self.remove_hits = RemoveAccidentalHits()
+
+        def embed_items(self, items, training=False):  # noqa: ANN001, ANN201
+            tokens = ops.take(self.tables["tokens"], items, axis=0)
+            token_mask = ops.cast(ops.expand_dims(ops.not_equal(tokens, 0), -1), self.compute_dtype)
+            words = ops.sum(self.token(tokens) * token_mask, axis=-2) / (ops.sum(token_mask, axis=-2) + 1.0)
+            has_id = ops.cast(ops.expand_dims(ops.take(self.tables["has_id"], items, axis=0), -1), self.compute_dtype)
+            features = ops.concatenate(
+                [self.item_id(items) * has_id, words, self.category(ops.take(self.tables["categories"], items, axis=0)), self.price(ops.take(self.tables["prices"], items, axis=0))],
+                axis=-1,
+            )  # fmt: skip
+            return ops.normalize(ops.cast(self.item_mlp(self.drop(features, training=training)), "float32"), axis=-1)
+
+        def embed_users(self, inputs, training=False):  # noqa: ANN001, ANN201
+            history = inputs["history"]
+            mask = ops.not_equal(history, 0)
+            fmask = ops.cast(ops.expand_dims(mask, -1), self.compute_dtype)
+            seq = self.item_id(history) + self.position(ops.arange(ops.shape(history)[1]))
+            seq = (seq + self.recency(ops.expand_dims(ops.cast(inputs["ages"], self.compute_dtype), -1))) * fmask
+            attended = self.attention(seq, seq, attention_mask=ops.logical_and(ops.expand_dims(mask, 1), ops.expand_dims(mask, 2)), training=training)
+            x = self.norm1(seq + self.drop(attended, training=training))
+            x = self.norm2(x + self.drop(self.ffn(x), training=training)) * fmask
+            bag = ops.sum(self.item_id(history) * fmask, axis=1) / (ops.sum(fmask, axis=1) + 1.0)
+            features = ops.concatenate([x[:, -1, :], bag, self.user_id(inputs["user"])], axis=-1)
+            return ops.normalize(ops.cast(self.user_mlp(self.drop(features, training=training)), "float32"), axis=-1)
+
+        def call(self, inputs, training=False):  # noqa: ANN001, ANN201
+            users = self.embed_users(inputs, training)
+            items = self.embed_items(inputs["item"], training)
+            logits = ops.matmul(users, ops.transpose(items)) / float(p["temperature"])
+            labels = ops.eye(ops.shape(logits)[0], dtype="float32")
+            q = ops.broadcast_to(ops.expand_dims(inputs["q"], 0), ops.shape(logits))
+            return self.remove_hits(self.correction(logits, q), labels, inputs["item"])
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: ANN001, ANN201
+            labels = ops.arange(ops.shape(y_pred)[0])
+            return ops.mean(keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True))
+
+    return SeqTwoTower()
+
+
+class SeqTwoTowerModel:
+    """Fit the sequence-aware towers; export user vectors from each user's full training history."""
+
+    family = "seq_two_tower"
+
+    def __init__(self, on_epoch_end: EpochCallback | None = None, **params: float | int | bool) -> None:
+        unknown = set(params) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown parameters {sorted(unknown)}")
+        self.params = {**DEFAULTS, **params}
+        self.on_epoch_end = on_epoch_end
+        self.history: dict[str, list[float]] = {}
+        self.keras_model = None
+        self.distribution: strat.Distribution | None = None
+        self._model: EmbeddingModel | None = None
+
+    def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> SeqTwoTowerModel:
+        import keras
+
+        p = self.params
+        keras.utils.set_random_seed(int(p["seed"]))
+        self._prepare(train, items)
+        self.distribution = strat.distribution(bool(p["xla"]))
+        with self.distribution.strategy.scope(), strat.dtype_policy(self.distribution.policy):
+            self.keras_model = _build(len(self._users), len(self._item_ids), self._content, p)
+            self.keras_model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), jit_compile=bool(p["xla"]))
+        callback = keras.callbacks.LambdaCallback(on_epoch_end=self._epoch_end)
+        self.keras_model.fit(self.dataset(), epochs=int(p["epochs"]), callbacks=[callback], verbose=0, shuffle=False)
+        if self._model is None:  # no epoch ran (empty data): still export
+            self._model = self._export()
+        return self
+
+    def _prepare(self, train: pd.DataFrame, items: pd.DataFrame) -> None:
+        p = self.params
+        self._users, self._item_ids = vocabularies(train, items)
+        self._content = item_content(items, self._item_ids, set(train[ITEM_COL]))
+        self._examples = training_examples(train, self._users, self._item_ids, int(p["max_len"]), bool(p["new_items_only"]))
+        counts = np.bincount(self._examples["item"], minlength=len(self._item_ids) + 1).astype(np.float32)
+        self._examples["q"] = (counts / max(counts.sum(), 1.0))[self._examples["item"]]
+        self._histories = user_histories(train, self._users, self._item_ids, int(p["max_len"]))
+        self._pop = item_popularity(train, self._item_ids)
+        self._seen = build_seen(train, self._users, self._item_ids)
+
+    def dataset(self):  # noqa: ANN201
+        """The training input pipeline: shuffled each epoch, fixed-size batches, prefetched."""
+        import tensorflow as tf
+
+        p = self.params
+        batch = int(min(int(p["batch_size"]), len(self._examples["item"])))
+        data = tf.data.Dataset.from_tensor_slices(self._examples)
+        data = data.shuffle(len(self._examples["item"]), seed=int(p["seed"]), reshuffle_each_iteration=True)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return data.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+    def _epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = float((logs or {}).get("loss", np.nan))
+        self.history.setdefault("loss", []).append(loss)
+        self._model = self._export()
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, {"loss": loss}, self._model)
+
+    def _export(self, batch: int = 2048) -> EmbeddingModel:
+        km = self.keras_model
+        users = [
+            np.asarray(km.embed_users({k: v[s : s + batch] for k, v in self._histories.items()}), dtype=np.float32)
+            for s in range(0, len(self._users), batch)
+        ]
+        items = np.arange(1, len(self._item_ids) + 1, dtype=np.int32)
+        item_vectors = np.concatenate([np.asarray(km.embed_items(items[s : s + batch]), dtype=np.float32) for s in range(0, len(items), batch)])
+        user_vectors = np.concatenate(users) if users else np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
+        meta = {"family": self.family, **self.params, "strategy": self.distribution.name if self.distribution else strat.DEFAULT}
+        return EmbeddingModel(self._users, self._item_ids, user_vectors, item_vectors, self._pop, *self._seen, meta=meta)
+
+    def export(self) -> EmbeddingModel:
+        if self._model is None:
+            raise RuntimeError("fit the model before exporting it")
+        return self._model
+
+    def pipeline_ratio(self, steps: int = 50) -> dict[str, float]:
+        """Training steps/s through `dataset()` over the same steps on batches cached in memory."""
+        import tensorflow as tf
+
+        batches = list(self.dataset().take(steps))
+        cached = tf.data.Dataset.from_tensor_slices({k: tf.stack([b[k] for b in batches]) for k in batches[0]}).cache()
+        rates = {}
+        for name, data in (("cached", cached), ("pipeline", self.dataset().take(steps)), ("cached", cached), ("pipeline", self.dataset().take(steps))):
+            start = time.perf_counter()  # each measured twice, keeping the second (warm) run
+            self.keras_model.fit(data, epochs=1, verbose=0, shuffle=False)
+            rates[name] = len(batches) / (time.perf_counter() - start)
+        return {**rates, "ratio": rates["pipeline"] / rates["cached"]}

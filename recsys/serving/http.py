@@ -1,0 +1,118 @@
+"""The HTTP pieces BentoML's typed APIs do not cover: GET /model, POST /admin/reload, body cap.
+
+BentoML 1.4 APIs are POST-only and public, so the lineage GET and the token-guarded admin
+route live in a small Starlette app mounted beside them (`@bentoml.asgi_app`); BentoML's
+own routes match first. Bodies are guarded by an ASGI middleware before anything parses
+them: over the size cap is a 413, a Content-Type other than JSON a 415 (BentoML would
+otherwise try, say, a multipart parser on it and answer a 500).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import bentoml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recsys.schemas import ModelInfo
+
+ADMIN_TOKEN_ENV = "RECSYS_ADMIN_TOKEN"
+
+
+async def model_info(_: Request) -> JSONResponse:
+    """Lineage of the model answering right now (version, run, data digest, GX result, promotion)."""
+    return JSONResponse(ModelInfo.of(bentoml.get_current_service().current.info).model_dump())
+
+
+def _authorised(request: Request) -> JSONResponse | None:
+    """None if the bearer token matches RECSYS_ADMIN_TOKEN; the refusal otherwise.
+
+    With no token configured the admin routes are off: a default token would be a default
+    password, so there is none.
+    """
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    if not token:
+        return JSONResponse({"error": f"admin endpoints are disabled: set {ADMIN_TOKEN_ENV}"}, status_code=403)
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return JSONResponse({"error": "missing or wrong admin token (Authorization: Bearer <token>)"}, status_code=401)
+    return None
+
+
+async def reload(request: Request) -> JSONResponse:
+    """Swap to the newest model in the store; in-flight requests finish on the old one."""
+    if (refusal := _authorised(request)) is not None:
+        return refusal
+    service = bentoml.get_current_service()
+    previous = service.current.version
+    try:
+        serving = await service.reload()
+    except Exception as exc:  # the old model keeps serving; say why the new one did not load
+        return JSONResponse({"error": f"reload failed, still serving {previous}: {exc}"}, status_code=500)
+    return JSONResponse({"previous": previous, "serving": serving.version, "bento_tag": serving.info.get("bento_tag")})
+
+
+admin_app = Starlette(
+    routes=[Route("/model", model_info, methods=["GET"]), Route("/admin/reload", reload, methods=["POST"])]
+)
+
+
+class RequestGuard:
+    """Refuse non-JSON bodies (415) and bodies over `max_bytes` (413), saying why.
+
+    A declared Content-Length is checked up front; a chunked body is read up to the limit
+    and replayed to the app, so nothing downstream ever holds more than `max_bytes`.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type != b"application/json":
+            error = f"unsupported Content-Type {media_type.decode('latin-1')!r}: send application/json"
+            return await _error(send, 415, error)
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.max_bytes:
+                return await self._refuse(send, declared.decode("latin-1"))
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, _replay({"type": "http.disconnect"}, receive), send)
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._refuse(send, f"at least {len(body)}")
+        await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
+
+    async def _refuse(self, send: Send, size: str) -> None:
+        await _error(send, 413, f"request body too large: {size} bytes; the limit is {self.max_bytes}")
+
+
+async def _error(send: Send, status: int, error: str) -> None:
+    data = json.dumps({"error": error}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": data})
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A receive that yields `first` once, then defers to the real one."""
+    pending = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed

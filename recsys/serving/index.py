@@ -1,0 +1,115 @@
+"""Approximate nearest-neighbour search over item vectors, built and checked at promotion.
+
+Scoring every item for every request is what dominates serving as a catalogue grows, so
+the champion ships with a faiss HNSW index (inner product, the model's score). It is built
+once at promotion, checked against exact search (recall@100 >= 0.99, else the promotion
+is refused) and written with `faiss.write_index` into the BentoML model folder: no pickles.
+Exact search (a flat inner-product index) is both the reference of that check and the
+fallback when no index was shipped or an approximate search comes back short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+INDEX_FILE = "items.hnsw.faiss"
+RECALL_K = 100
+MIN_RECALL = 0.99
+HNSW_M = 32
+EF_CONSTRUCTION = 200
+EF_START = 64
+RECALL_QUERIES = 2000
+# Below this many dimensions the score is (nearly) a sort by one number: a graph has nothing
+# to navigate (HNSW measured 0.95 recall@100 on 1-d popularity vectors), and exact is cheap.
+MIN_HNSW_DIM = 4
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What the promotion check found: recall@k against exact search and the search depth used."""
+
+    kind: str  # "hnsw" or "flat" (exact)
+    recall: float
+    k: int
+    ef_search: int
+    n_items: int
+
+    @property
+    def passed(self) -> bool:
+        return self.recall >= MIN_RECALL
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def exact_index(item_vectors: np.ndarray) -> faiss.Index:
+    """Flat inner-product index: exact top-k, the reference and the fallback."""
+    index = faiss.IndexFlatIP(item_vectors.shape[1])
+    index.add(_f32(item_vectors))
+    return index
+
+
+def build_hnsw(item_vectors: np.ndarray) -> faiss.IndexHNSWFlat:
+    """HNSW graph over the item vectors, scored by inner product like the model."""
+    faiss.omp_set_num_threads(1)  # deterministic insertion order: same graph on every build
+    index = faiss.IndexHNSWFlat(item_vectors.shape[1], HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.add(_f32(item_vectors))
+    index.hnsw.efSearch = EF_START
+    return index
+
+
+def recall_at_k(index: faiss.Index, item_vectors: np.ndarray, queries: np.ndarray, k: int = RECALL_K) -> float:
+    """Share of the exact top-k found by `index`, counting ties with the k-th score as found.
+
+    Ties matter: popularity-like vectors give many items the same score, and any of them is
+    an equally right answer, so an item counts when its exact score reaches the k-th best.
+    """
+    k = min(k, len(item_vectors))
+    queries = _f32(queries)
+    exact_scores, _ = exact_index(item_vectors).search(queries, k)
+    _, found = index.search(queries, k)
+    true_scores = np.einsum("qd,qkd->qk", queries, _f32(item_vectors)[np.maximum(found, 0)])
+    threshold = exact_scores[:, -1:] - 1e-5 * np.maximum(1.0, np.abs(exact_scores[:, -1:]))
+    hits = (found >= 0) & (true_scores >= threshold)
+    return float(hits.sum() / (len(queries) * k))
+
+
+def build_checked(item_vectors: np.ndarray, queries: np.ndarray, seed: int = 0) -> tuple[faiss.Index, IndexReport]:
+    """An HNSW index with the smallest efSearch (doubling from 64) whose recall passes.
+
+    `queries` are the vectors the index will really be asked with (a sample of user vectors).
+    If recall still fails at efSearch >= n_items the report says so and the caller refuses.
+    Vectors of fewer than MIN_HNSW_DIM dimensions get the exact index (checked all the same).
+    """
+    rng = np.random.default_rng(seed)
+    if len(queries) > RECALL_QUERIES:
+        queries = queries[rng.choice(len(queries), RECALL_QUERIES, replace=False)]
+    k = min(RECALL_K, len(item_vectors))
+    if item_vectors.shape[1] < MIN_HNSW_DIM:
+        index = exact_index(item_vectors)
+        return index, IndexReport("flat", recall_at_k(index, item_vectors, queries, k), k, 0, len(item_vectors))
+    index = build_hnsw(item_vectors)
+    while True:
+        recall = recall_at_k(index, item_vectors, queries, k)
+        if recall >= MIN_RECALL or index.hnsw.efSearch >= len(item_vectors):
+            return index, IndexReport("hnsw", recall, k, index.hnsw.efSearch, len(item_vectors))
+        index.hnsw.efSearch *= 2
+
+
+def write(index: faiss.Index, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / INDEX_FILE
+    faiss.write_index(index, str(path))
+    return path
+
+
+def read(folder: Path) -> faiss.Index | None:
+    """The shipped index (faiss's own format, not a pickle), or None when there is none."""
+    path = folder / INDEX_FILE
+    return faiss.read_index(str(path)) if path.is_file() else None

@@ -1,0 +1,95 @@
+"""A small hyper-parameter search: a grid, scored on the validation split, logged to MLflow.
+
+The search loop (`search`) is plain Python so the benchmark reuses it without MLflow; `tune`
+wraps it in a parent run with one nested run per trial and records the best config on the
+parent (tag `best_config`, params `best_<name>`). Selection uses validation only: the test
+split stays untouched until the chosen config is trained by `recsys.training.train`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlflow
+
+from recsys import registry
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split
+from recsys.evaluation import evaluate
+from recsys.settings import Settings
+
+# Default grids: small enough to run on a laptop, wide enough to find each model's regime.
+SPACES: dict[str, dict[str, list]] = {
+    "ease": {"l2": [100.0, 300.0, 1000.0, 3000.0]},
+    "ials": {"factors": [64, 128], "regularization": [0.01, 0.1, 1.0], "alpha": [1.0, 10.0], "iterations": [15]},
+    "item_knn": {"neighbours": [50, 200], "shrink": [0.0, 10.0]},
+    "seq_two_tower": {"temperature": [0.05, 0.1], "learning_rate": [0.001, 0.003]},
+}
+METRIC = "ndcg_at_10"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One config, its validation metrics and how long it took to fit and score."""
+
+    params: dict
+    metrics: dict[str, float]
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        return self.metrics[METRIC]
+
+
+def grid(space: dict[str, list]) -> list[dict]:
+    """Every combination of the listed values, in a stable order."""
+    names = sorted(space)
+    return [dict(zip(names, values)) for values in itertools.product(*(space[n] for n in names))]
+
+
+def search(configs: list[dict], objective: Callable[[dict], dict[str, float]], on_trial: Callable[[Trial], None] | None = None) -> list[Trial]:
+    """Score each config with `objective` (validation metrics) sequentially; best first."""
+    trials = []
+    for params in configs:
+        start = time.perf_counter()
+        trial = Trial(params, objective(params), time.perf_counter() - start)
+        if on_trial is not None:
+            on_trial(trial)
+        trials.append(trial)
+    return sorted(trials, key=lambda t: -t.score)
+
+
+def validation_objective(family: str, dataset: Dataset, split: Split, settings: Settings) -> Callable[[dict], dict[str, float]]:
+    """Fit `family` with a config on split.train and score it on split.val."""
+    from recsys.training import build_model
+
+    def objective(params: dict) -> dict[str, float]:
+        model, _ = build_model(family, settings, params, None)
+        return evaluate(model.fit(split.train, dataset.items, split.val).export(), split.val, ks=(10, 20))
+
+    return objective
+
+
+def tune(dataset: Dataset, split: Split, settings: Settings, family: str, space: dict[str, list] | None = None) -> list[Trial]:
+    """Grid-search `family` on validation: a parent MLflow run, one nested run per trial."""
+    registry.configure(settings)
+    configs = grid(space or SPACES[family])
+
+    def log_trial(trial: Trial) -> None:
+        with mlflow.start_run(run_name=f"{family}-trial", nested=True):
+            mlflow.set_tags({"model_family": family, "dataset": dataset.name, "tuning": "trial"})
+            mlflow.log_params(trial.params)
+            mlflow.log_metrics({f"val_{k}": v for k, v in trial.metrics.items()} | {"fit_seconds": trial.seconds})
+
+    with mlflow.start_run(run_name=f"tune-{family}-{dataset.name}"):
+        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "tuning": "parent", "search_space": json.dumps(space or SPACES[family])})
+        trials = search(configs, validation_objective(family, dataset, split, settings), log_trial)
+        best = trials[0]
+        mlflow.set_tag("best_config", json.dumps(best.params, sort_keys=True))
+        mlflow.log_params({f"best_{k}": v for k, v in best.params.items()} | {"n_trials": len(trials)})
+        mlflow.log_metric(f"best_val_{METRIC}", best.score)
+    return trials

@@ -1,0 +1,90 @@
+"""Each guardrail stops a retrain when it should, and only then."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from recsys.monitoring.policy import PolicyConfig, WindowOutcome, append_history, decide, load_history
+from recsys.monitoring.reports import DriftResult
+
+NOW = datetime(2011, 11, 1, 12, 0)
+CONFIG = PolicyConfig(threshold=0.5, min_window=100, consecutive=2, cooldown_hours=48, max_retrains_per_day=1, min_new_interactions=500)
+
+
+def drift(share: float = 0.75, n: int = 500) -> DriftResult:
+    return DriftResult(share, ["known_user", "history_len"], 1000, n, Path("r.html"), None)
+
+
+def outcome(hours_ago: float, drifted: bool = True, retrain: bool = False) -> WindowOutcome:
+    return WindowOutcome((NOW - timedelta(hours=hours_ago)).isoformat(), 0.75 if drifted else 0.1, drifted, retrain)
+
+
+def test_all_clear_retrains() -> None:
+    d = decide(drift(), CONFIG, [outcome(6)], NOW, new_interactions=5000, gate_passed=True)
+    assert d.retrain and d.blocked_by == []
+
+
+def test_below_threshold_never_retrains() -> None:
+    d = decide(drift(0.25), CONFIG, [outcome(6)], NOW, 5000, True)
+    assert not d.retrain and d.blocked_by == ["threshold"]
+
+
+def test_hysteresis_needs_consecutive_drifted_windows() -> None:
+    assert decide(drift(), CONFIG, [], NOW, 5000, True).blocked_by == ["hysteresis"]
+    assert decide(drift(), CONFIG, [outcome(12), outcome(6, drifted=False)], NOW, 5000, True).blocked_by == ["hysteresis"]
+    # a retrain resets the streak: the drift before it does not count again
+    retrained = [outcome(100, retrain=True)]
+    assert decide(drift(), CONFIG, retrained, NOW, 5000, True).blocked_by == ["hysteresis"]
+
+
+def test_cooldown_after_a_retrain() -> None:
+    history = [outcome(30, retrain=True), outcome(6)]
+    d = decide(drift(), CONFIG, history, NOW, 5000, True)
+    assert d.blocked_by == ["cooldown"]
+    assert "cooldown 48 h" in d.reasons[-1]
+    assert decide(drift(), CONFIG, [outcome(60, retrain=True), outcome(6)], NOW, 5000, True).retrain
+
+
+def test_daily_cap() -> None:
+    config = PolicyConfig(threshold=0.5, consecutive=2, cooldown_hours=1, max_retrains_per_day=1, min_new_interactions=0)
+    d = decide(drift(), config, [outcome(5, retrain=True), outcome(3)], NOW, 5000, True)
+    assert d.blocked_by == ["daily_cap"]
+
+
+def test_minimum_new_data_and_small_window() -> None:
+    d = decide(drift(n=50), CONFIG, [outcome(6)], NOW, new_interactions=10, gate_passed=True)
+    assert d.blocked_by == ["min_window", "min_new_data"]
+
+
+def test_gx_gate_failure_blocks() -> None:
+    d = decide(drift(), CONFIG, [outcome(6)], NOW, 5000, gate_passed=False)
+    assert d.blocked_by == ["gx_gate"] and "GX gate" in d.reasons[-1]
+
+
+def test_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        PolicyConfig(threshold=1.5)
+    with pytest.raises(ValueError, match="at least 1"):
+        PolicyConfig(consecutive=0)
+
+
+def test_history_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "policy" / "history.json"
+    assert load_history(path) == []
+    append_history(path, outcome(2))
+    append_history(path, outcome(1, retrain=True))
+    assert load_history(path) == [outcome(2), outcome(1, retrain=True)]
+
+
+def test_online_quality_drop_is_a_retrain_signal() -> None:
+    history = [WindowOutcome((NOW - timedelta(days=14)).isoformat(), 0.0, False, False, 0.36, "1"), outcome(6)]
+    fell = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.25, version="1")
+    assert fell.retrain and "hit rate 0.250 < 80% of version 1's first window (0.360)" in fell.reasons
+    steady = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.33, version="1")
+    assert not steady.retrain and steady.blocked_by == ["threshold"]
+    # a new version is judged against its own first window, not the old one's
+    fresh = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.25, version="2")
+    assert not fresh.retrain

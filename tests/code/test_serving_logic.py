@@ -1,0 +1,131 @@
+"""Serving logic without BentoML: ANN answers match exact ones, seen items stay out, the
+index check refuses a bad index, the log pseudonymises and loses nothing under threads."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recsys.models.base import EmbeddingModel
+from recsys.serving import index
+from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise, recommend_one
+
+
+@pytest.fixture(scope="module")
+def model() -> EmbeddingModel:
+    """600 items in 16 clustered dimensions, 200 users with 5..40 seen items each."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, 16))
+    items = (centres[rng.integers(0, 12, 600)] + 0.3 * rng.normal(size=(600, 16))).astype(np.float32)
+    users = (centres[rng.integers(0, 12, 200)] + 0.3 * rng.normal(size=(200, 16))).astype(np.float32)
+    counts = rng.integers(5, 40, 200)
+    seen = [np.sort(rng.choice(600, c, replace=False)) for c in counts]
+    return EmbeddingModel(
+        user_ids=np.array([f"u{i}" for i in range(200)]), item_ids=np.array([f"i{i}" for i in range(600)]),
+        user_vectors=users, item_vectors=items, popularity=rng.integers(0, 50, 600).astype(np.float32),
+        seen_indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        seen_indices=np.concatenate(seen).astype(np.int32),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served(model: EmbeddingModel, tmp_path_factory: pytest.TempPathFactory) -> ServingModel:
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+    assert report.kind == "hnsw" and report.passed and report.k == 100
+    folder = tmp_path_factory.mktemp("bento")
+    index.write(ann, folder)
+    model.save(folder / "export")
+    return ServingModel.load(folder, folder / "export", {"version": "7"})
+
+
+def test_shipped_index_is_read_back_from_faiss_format(served: ServingModel) -> None:
+    assert served.index.__class__.__name__ == "IndexHNSWFlat" and served.version == "7"
+
+
+def test_ann_answers_match_exact_search_and_exclude_seen(model: EmbeddingModel, served: ServingModel) -> None:
+    queries = [Query(f"u{u}", 20) for u in range(0, 200, 5)]
+    overlap = []
+    for q, rec in zip(queries, served.recommend(queries)):
+        exact = recommend_one(model, q.user_id, q.k)
+        got = [i for i, _ in rec.items]
+        assert len(got) == 20 and not rec.fallback and rec.history_len == len(model.seen(model.user_index[q.user_id]))
+        assert not set(got) & set(model.item_ids[model.seen(model.user_index[q.user_id])].tolist())
+        scores = [s for _, s in rec.items]
+        assert scores == sorted(scores, reverse=True)
+        overlap.append(len(set(got) & {i for i, _ in exact.items}) / 20)
+    assert np.mean(overlap) >= 0.98
+
+
+def test_exclude_seen_false_may_return_seen_items(model: EmbeddingModel, served: ServingModel) -> None:
+    user = "u3"
+    seen = set(model.item_ids[model.seen(3)].tolist())
+    with_seen = served.recommend([Query(user, 100, exclude_seen=False)])[0]
+    exact = recommend_one(model, user, 100, exclude_seen=False)
+    assert {i for i, _ in with_seen.items} & seen == {i for i, _ in exact.items} & seen != set()
+
+
+def test_batch_mixes_known_unknown_and_different_k(served: ServingModel) -> None:
+    recs = served.recommend([Query("u1", 3), Query("nobody", 5), Query("u2", 50, explain=True)])
+    assert [len(r.items) for r in recs] == [3, 5, 50]
+    assert [r.fallback for r in recs] == [False, True, False]
+    assert recs[0].because is None and recs[2].because is not None and all(recs[2].because)
+
+
+def test_explanations_name_seen_items(model: EmbeddingModel, served: ServingModel) -> None:
+    rec = served.recommend([Query("u4", 5, explain=True)])[0]
+    assert set(rec.because) <= set(model.item_ids[model.seen(4)].tolist())
+
+
+def test_similar_items_excludes_itself_and_unknown_is_none(served: ServingModel) -> None:
+    similar = served.similar("i10", 8)
+    assert len(similar) == 8 and "i10" not in [i for i, _ in similar]
+    assert served.similar("no-such-item", 8) is None
+
+
+def test_missing_index_falls_back_to_exact(model: EmbeddingModel, tmp_path: Path) -> None:
+    model.save(tmp_path / "export")
+    exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
+    assert exact.info["index_kind"] == "flat"
+    rec = exact.recommend([Query("u5", 10)])[0]
+    assert [i for i, _ in rec.items] == [i for i, _ in recommend_one(model, "u5", 10).items]
+
+
+def test_recall_check_refuses_an_index_that_misses(model: EmbeddingModel) -> None:
+    weak = index.build_hnsw(model.item_vectors)
+    weak.hnsw.efSearch = 1
+    rng = np.random.default_rng(1)
+    random_users = rng.normal(size=(300, 16)).astype(np.float32)
+    assert index.recall_at_k(weak, model.item_vectors, random_users) < index.MIN_RECALL
+    report = index.IndexReport("hnsw", 0.9, 100, 64, 600)
+    assert not report.passed
+
+
+def test_one_dimensional_vectors_get_the_exact_index() -> None:
+    popularity = np.arange(300, dtype=np.float32)[:, None] % 7
+    ann, report = index.build_checked(popularity, np.ones((10, 1), np.float32))
+    assert report.kind == "flat" and report.recall == 1.0 and ann.ntotal == 300
+
+
+def test_log_pseudonymises_with_hmac_and_loses_no_line_under_threads(tmp_path: Path) -> None:
+    key = b"k"
+    assert pseudonymise("u1", key) == hmac.new(key, b"u1", hashlib.sha256).hexdigest() != pseudonymise("u1", b"other")
+    log = RequestLog(tmp_path / "log.jsonl")
+
+    def write(t: int) -> None:
+        for n in range(500):
+            log.append({"t": t, "n": n, "pad": "x" * 300})
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(lines) == 4000 and len({(r["t"], r["n"]) for r in lines}) == 4000

@@ -1,0 +1,128 @@
+"""Bad input over real HTTP: every malformed request gets a 4xx that names the problem, and a
+bounded schemathesis run against the live OpenAPI spec finds no 5xx.
+
+The champion here is the popularity model (one-dimensional vectors, so the exact index):
+it trains in a moment and exercises the other index path.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import free_port
+
+from recsys import platform, registry
+from recsys.data.split import temporal_user_split
+from recsys.data.synthetic import make_synthetic
+from recsys.serving import index
+from recsys.settings import get_settings
+from recsys.training import train
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("robust") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_HOME", str(home))
+        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
+        mp.setenv("RECSYS_SERVE_PORT", str(free_port()))
+        get_settings.cache_clear()
+        settings = get_settings()
+        data = make_synthetic()
+        split = temporal_user_split(data.interactions)
+        candidate = train(data, split, settings, "popularity")  # no blessing: it cannot beat itself
+        model = registry.load_version(settings, candidate.version)
+        ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+        assert report.kind == "flat" and report.recall == 1.0
+        registry.export_to_bentoml(settings, candidate.version, ann, report)
+        spec = platform.bentoml_server(settings)
+        platform.start(spec, settings)
+        try:
+            yield spec.url
+        finally:
+            platform.stop("bentoml", settings)
+            get_settings.cache_clear()
+
+
+LONG = "x" * 200
+BATCH = [{"user_id": "u1", "k": 1}] * 65
+MALFORMED = [
+    ("/recommend", {"user_id": "u1", "k": 0}, 400, "greater than or equal to 1"),
+    ("/recommend", {"user_id": "u1", "k": 101}, 400, "less than or equal to 100"),
+    ("/recommend", {"user_id": "u1", "k": -5}, 400, "greater than or equal to 1"),
+    ("/recommend", {"user_id": "u1", "k": "ten"}, 400, "valid integer"),
+    ("/recommend", {"user_id": "u1", "k": 1.5}, 400, "fractional part"),
+    ("/recommend", {"user_id": "u1", "k": None}, 400, "valid integer"),
+    ("/recommend", {"user_id": "u1", "k": [3]}, 400, "valid integer"),
+    ("/recommend", {"k": 5}, 400, "Field required"),
+    ("/recommend", {"user_id": "", "k": 5}, 400, "at least 1 character"),
+    ("/recommend", {"user_id": ["u1"], "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": 123, "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": None}, 400, "valid string"),
+    ("/recommend", {"user_id": LONG}, 400, "at most 128 characters"),
+    ("/recommend", {"user_id": "u1", "exclude_seen": "maybe"}, 400, "valid boolean"),
+    ("/recommend", {"user_id": "u1", "explain": []}, 400, "valid boolean"),
+    ("/recommend", {"user_id": "u1", "timestamp": LONG}, 400, "at most 40 characters"),
+    ("/recommend", "{not json", 400, "Invalid JSON"),
+    ("/recommend", "[]", 400, "Input should be an object"),
+    ("/recommend", "null", 400, "Input should be an object"),
+    ("/recommend", "", 400, "Field required"),
+    ("/recommend", '{"user_id": "u1", "k": 1e400}', 400, "finite number"),
+    ("/recommend_batch", {"requests": []}, 400, "at least 1 item"),
+    ("/recommend_batch", {"requests": BATCH}, 400, "at most 64 items"),
+    ("/recommend_batch", {"requests": [{"user_id": "u1", "k": 0}]}, 400, "greater than or equal to 1"),
+    ("/recommend_batch", {"requests": "u1"}, 400, "valid array"),
+    ("/recommend_batch", {}, 400, "Field required"),
+    ("/recommend_batch", {"requests": [{"user_id": "u1", "kk": 2}]}, 400, "Extra inputs are not permitted"),
+    ("/recommend_batch", {"requests": [{"k": 2}]}, 400, "Field required"),
+    ("/similar_items", {"item_id": "no-such", "k": 5}, 404, "unknown item_id 'no-such'"),
+    ("/similar_items", {"item_id": "", "k": 5}, 400, "at least 1 character"),
+    ("/similar_items", {"item_id": "i1", "k": 1000}, 400, "less than or equal to 100"),
+    ("/similar_items", {"k": 5}, 400, "Field required"),
+    ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "like", "request_id": "r"}, 400, "'purchase', 'rating'"),
+    ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "click"}, 400, "Field required"),
+    ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "click", "request_id": LONG}, 400, "at most 64"),
+    ("/feedback", {"user_id": "u1", "item_id": 5, "event": "click", "request_id": "r"}, 400, "valid string"),
+]
+
+
+@pytest.mark.parametrize(("path", "payload", "status", "needle"), MALFORMED)
+def test_malformed_request_gets_a_4xx_that_names_the_problem(url: str, path: str, payload, status: int, needle: str) -> None:  # noqa: ANN001
+    content = payload if isinstance(payload, str) else json.dumps(payload)
+    response = httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status and needle in response.text, response.text
+
+
+def test_oversized_wrong_type_and_wrong_method_requests_get_4xx(url: str) -> None:
+    big = json.dumps({"user_id": "u1", "pad": "x" * 70_000})
+    declared = httpx.post(f"{url}/recommend", content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "too large" in declared.text and "65536" in declared.text
+    chunked = httpx.post(f"{url}/recommend", content=iter([big.encode()[:40_000], big.encode()[40_000:]]),
+                         headers={"content-type": "application/json"})  # fmt: skip
+    assert chunked.status_code == 413 and "too large" in chunked.text
+    form = httpx.post(f"{url}/recommend", content=b"user_id=u1", headers={"content-type": "multipart/form-data"})
+    assert form.status_code == 415 and "multipart/form-data" in form.text
+    assert httpx.get(f"{url}/recommend").status_code == 405
+    assert httpx.post(f"{url}/no-such-route", json={}).status_code == 404
+    assert httpx.post(f"{url}/admin/reload").status_code == 403  # no token configured: admin is off
+
+
+def test_fallback_still_answers_with_the_exact_index(url: str) -> None:
+    body = httpx.post(f"{url}/recommend", json={"user_id": "nobody", "k": 4}).json()
+    assert body["fallback"] is True and len(body["items"]) == 4
+    assert httpx.get(f"{url}/model").json()["index_kind"] == "flat"
+
+
+def test_schemathesis_finds_no_server_error(url: str, tmp_path: Path) -> None:
+    st = str(Path(sys.executable).with_name("schemathesis"))
+    cmd = [st, "run", f"{url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "8", "--seed", "7",
+           "--request-timeout", "10"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its example db goes there
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert "passed" in run.stdout

@@ -1,0 +1,64 @@
+"""Baselines learn the planted tastes, never recommend seen items, and explain themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split
+from recsys.evaluation import evaluate
+from recsys.explain import explain
+from recsys.models.base import EmbeddingModel
+from recsys.models.ease import EASEModel
+from recsys.models.ials import IALSModel
+from recsys.models.item_knn import ItemKNNModel
+from recsys.models.popularity import PopularityModel
+
+BASELINES = {
+    "ease": lambda: EASEModel(l2=100.0),
+    "ials": lambda: IALSModel(factors=16, iterations=10),
+    "item_knn": lambda: ItemKNNModel(neighbours=50),
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic: Dataset, synthetic_split: Split) -> dict[str, EmbeddingModel]:
+    return {name: make().fit(synthetic_split.train, synthetic.items).export() for name, make in BASELINES.items()}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_beats_popularity_on_planted_tastes(name: str, fitted, synthetic: Dataset, synthetic_split: Split) -> None:  # noqa: ANN001
+    pop = evaluate(PopularityModel().fit(synthetic_split.train, synthetic.items).export(), synthetic_split.test)
+    model = evaluate(fitted[name], synthetic_split.test)
+    assert model["ndcg_at_10"] > 1.2 * pop["ndcg_at_10"]
+    assert fitted[name].meta["family"] == name
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_never_recommends_seen_items(name: str, fitted) -> None:  # noqa: ANN001
+    model = fitted[name]
+    users = np.arange(len(model.user_ids))
+    top, _ = model.recommend(users, k=10)
+    for user, row in zip(users, top):
+        assert len(set(row.tolist())) == 10
+        assert not set(row.tolist()) & set(model.seen(int(user)).tolist())
+
+
+def test_item_item_models_export_binary_rows_and_columns(fitted) -> None:  # noqa: ANN001
+    model = fitted["ease"]
+    assert set(np.unique(model.user_vectors)) <= {0.0, 1.0}
+    assert model.user_vectors.shape[1] == model.item_vectors.shape[1]  # one column per trained item
+    assert model.user_vectors.sum() == len(model.seen_indices)
+
+
+def test_explanation_returns_the_users_history_items(fitted) -> None:  # noqa: ANN001
+    model = fitted["ials"]
+    user = model.user_ids[0]
+    recommended = model.item_ids[model.recommend(np.array([0]), 1)[0][0, 0]]
+    reasons = explain(model, user, recommended)
+    history = set(model.item_ids[model.seen(0)].tolist())
+    assert 0 < len(reasons) <= 3 and {item for item, _ in reasons} <= history
+    similarities = [s for _, s in reasons]
+    assert similarities == sorted(similarities, reverse=True) and all(-1 <= s <= 1 + 1e-6 for s in similarities)
+    assert explain(model, "nobody", recommended) == []
