@@ -86,11 +86,11 @@ def train(
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
         metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        mlflow.log_figure(_plot_at_k(metric_curve(exported, split.test)), "metric_at_k.png")
+        _log_figure(_plot_at_k(metric_curve(exported, split.test)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
             extra: dict[str, Path] = {}
             if history:
-                mlflow.log_figure(_plot(history), "training_curve.png")
+                _log_figure(_plot(history), "training_curve.png")
             if family == "two_tower":
                 keras_path = Path(tmp) / "two_tower.keras"
                 model.keras_model.save(keras_path)
@@ -138,6 +138,12 @@ def build_model(
 def train_until(dataset: Dataset) -> pd.Timestamp:
     """The end of the data a model saw: one second after its last interaction."""
     return dataset.interactions[TS_COL].max() + pd.Timedelta(seconds=1)
+
+
+def _log_figure(fig, name: str) -> None:  # noqa: ANN001
+    """Log a figure to the active run and free it (pyplot keeps every open figure alive)."""
+    mlflow.log_figure(fig, name)
+    plt.close(fig)
 
 
 def _plot(history: dict[str, list[float]]):  # noqa: ANN202
