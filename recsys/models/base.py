@@ -112,6 +112,17 @@ def vocabularies(train: pd.DataFrame, items: pd.DataFrame | None = None) -> tupl
     return users, np.array(sorted(known), dtype=str)
 
 
+class FittedModel:
+    """Holds the EmbeddingModel a `fit` produced; `export` refuses before the first fit."""
+
+    _model: EmbeddingModel | None = None
+
+    def export(self) -> EmbeddingModel:
+        if self._model is None:
+            raise RuntimeError("fit the model before exporting it")
+        return self._model
+
+
 class Recommender(Protocol):
     """What a model offers the training step: fit on interactions, export vectors."""
 

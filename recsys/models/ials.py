@@ -10,18 +10,17 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 from recsys.models.item_item import interaction_matrix
 
 
-class IALSModel:
+class IALSModel(FittedModel):
     """Implicit ALS with a conjugate-gradient solver (CPU) or CUDA when `implicit` has it."""
 
     family = "ials"
 
     def __init__(self, factors: int = 64, regularization: float = 0.1, iterations: int = 15, alpha: float = 10.0, seed: int = 42) -> None:
         self.params = {"factors": factors, "regularization": regularization, "iterations": iterations, "alpha": alpha, "seed": seed}
-        self._model: EmbeddingModel | None = None
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> IALSModel:
         from implicit.als import AlternatingLeastSquares
@@ -41,8 +40,3 @@ class IALSModel:
             item_popularity(train, item_ids), indptr, indices, meta={"family": self.family, **p},
         )  # fmt: skip
         return self
-
-    def export(self) -> EmbeddingModel:
-        if self._model is None:
-            raise RuntimeError("fit the model before exporting it")
-        return self._model

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 from recsys.schemas import ITEM_COL, USER_COL
 
 
@@ -26,14 +26,13 @@ def interaction_matrix(train: pd.DataFrame, users: np.ndarray, items: np.ndarray
     return matrix
 
 
-class ItemItemRecommender:
+class ItemItemRecommender(FittedModel):
     """Fit an item-item matrix on the trained items and export it as user/item vectors."""
 
     family = "item_item"
 
     def __init__(self) -> None:
         self.params: dict = {}
-        self._model: EmbeddingModel | None = None
 
     def item_item(self, x: sp.csr_matrix) -> np.ndarray:
         """The (n, n) float32 matrix B over the columns of `x`; subclasses define it."""
@@ -52,8 +51,3 @@ class ItemItemRecommender:
             meta={"family": self.family, **self.params},
         )  # fmt: skip
         return self
-
-    def export(self) -> EmbeddingModel:
-        if self._model is None:
-            raise RuntimeError("fit the model before exporting it")
-        return self._model

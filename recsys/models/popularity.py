@@ -5,16 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 
 
-class PopularityModel:
+class PopularityModel(FittedModel):
     """Scores each item by its training interaction count, the same for every user."""
 
     family = "popularity"
-
-    def __init__(self) -> None:
-        self._model: EmbeddingModel | None = None
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> PopularityModel:
         users, item_ids = vocabularies(train, items)
@@ -31,8 +28,3 @@ class PopularityModel:
             meta={"family": self.family},
         )
         return self
-
-    def export(self) -> EmbeddingModel:
-        if self._model is None:
-            raise RuntimeError("fit the model before exporting it")
-        return self._model

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.models import strategy as strat
-from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 from recsys.models.seq_features import ItemContent, item_content, training_examples, user_histories
 from recsys.schemas import ITEM_COL
 
@@ -111,7 +111,7 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
     return SeqTwoTower()
 
 
-class SeqTwoTowerModel:
+class SeqTwoTowerModel(FittedModel):
     """Fit the sequence-aware towers; export user vectors from each user's full training history."""
 
     family = "seq_two_tower"
@@ -125,7 +125,6 @@ class SeqTwoTowerModel:
         self.history: dict[str, list[float]] = {}
         self.keras_model = None
         self.distribution: strat.Distribution | None = None
-        self._model: EmbeddingModel | None = None
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> SeqTwoTowerModel:
         import keras
@@ -184,11 +183,6 @@ class SeqTwoTowerModel:
         user_vectors = np.concatenate(users) if users else np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
         meta = {"family": self.family, **self.params, "strategy": self.distribution.name if self.distribution else strat.DEFAULT}
         return EmbeddingModel(self._users, self._item_ids, user_vectors, item_vectors, self._pop, *self._seen, meta=meta)
-
-    def export(self) -> EmbeddingModel:
-        if self._model is None:
-            raise RuntimeError("fit the model before exporting it")
-        return self._model
 
     def pipeline_ratio(self, steps: int = 50) -> dict[str, float]:
         """Training steps/s through `dataset()` over the same steps on batches cached in memory."""

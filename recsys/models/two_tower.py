@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
+from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 from recsys.schemas import ITEM_COL, USER_COL
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,7 +51,7 @@ def _build_keras_model(n_users: int, n_items: int, dim: int, temperature: float,
     return TwoTower()
 
 
-class TwoTowerModel:
+class TwoTowerModel(FittedModel):
     """Fit user/item towers on implicit feedback; export their vectors for retrieval."""
 
     family = "two_tower"
@@ -76,7 +76,6 @@ class TwoTowerModel:
         }
         self.on_epoch_end = on_epoch_end
         self.history: dict[str, list[float]] = {}
-        self._model: EmbeddingModel | None = None
         self.keras_model = None
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> TwoTowerModel:
@@ -119,8 +118,3 @@ class TwoTowerModel:
         user_vectors = np.asarray(km.embed_users(np.arange(len(users), dtype=np.int32)), dtype=np.float32)
         item_vectors = np.asarray(km.embed_items(np.arange(len(item_ids), dtype=np.int32)), dtype=np.float32)
         return EmbeddingModel(users, item_ids, user_vectors, item_vectors, pop, indptr, indices, meta={"family": self.family, **self.params})
-
-    def export(self) -> EmbeddingModel:
-        if self._model is None:
-            raise RuntimeError("fit the model before exporting it")
-        return self._model
