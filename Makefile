@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean up down loop test-browser test-infra browser-deps
 
 install: $(STAMP)
 
@@ -20,8 +20,30 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	$(BIN)/recsys demo
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download needs the internet).
+browser-deps:
+	command -v chromium >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y chromium; }
+
+test: install browser-deps
 	$(BIN)/python -m pytest
+
+# Every UI on 127.0.0.1 (Prefect, MLflow, BentoML, Evidently) and the flow runner; `make down` stops them.
+up: install
+	$(BIN)/recsys up
+
+down:
+	$(BIN)/recsys down
+
+# The drift scenario on real data: baseline windows, shift, detection, retrain, recovery.
+loop: install
+	$(BIN)/recsys loop
+
+test-browser: install browser-deps
+	$(BIN)/python -m pytest tests/browser
+
+# PostgreSQL/S3 backends, multi-worker training, compose/k8s manifests, fault injection.
+test-infra: install
+	$(BIN)/python -m pytest tests/infra
 
 clean:
 	rm -rf $(VENV) .recsys
@@ -37,3 +59,8 @@ bench-serving: install
 # Every model family on online-retail, ml-100k and ml-latest-small (about 15-20 min on 2 cores).
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality
+
+.PHONY: bench-scale
+# Multi-worker steps/s (1 vs 2 workers) and the data path at 10M synthetic interactions.
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale
