@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
-from flows.loop import HEADER, run_loop
+from flows.loop import run_loop
 from flows.pipeline import pipeline
 from recsys import platform
+from recsys.monitoring.timeline import HEADER
 from recsys.settings import get_settings
 
 TRAIN_UNTIL = "2011-09-01"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -19,26 +18,13 @@ from prefect.client.schemas.sorting import FlowRunSort
 from flows.monitor import monitor
 from recsys import platform, registry
 from recsys.data.ingest import load_dataset
+from recsys.monitoring.timeline import WindowRow, format_row
 from recsys.monitoring.traffic import replay, visits
 from recsys.schemas import TS_COL
 from recsys.settings import Settings
 
 RETRAIN_TIMEOUT_S = 600
 FINAL_STATES = {"Completed", "Failed", "Crashed", "Cancelled"}
-
-
-@dataclass(frozen=True)
-class WindowRow:
-    """One line of the loop's timeline."""
-
-    window: int
-    end: str
-    requests: int
-    hit_rate: float
-    fallback_share: float
-    drift_share: float
-    decision: str
-    serving_version: str
 
 
 async def _latest_retrain(since: float) -> tuple[str, str] | None:
@@ -90,8 +76,9 @@ def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, ma
         decision = "retrain" if watch["retrain"] else ("hold: " + ",".join(watch["blocked_by"]))
         if watch["retrain"]:
             state = wait_for_retrain(since)
-            decision = f"retrain → {state[0] if state else 'not started'}"
-            version = serve_champion(settings)
+            previous, version = version, serve_champion(settings)
+            kept = ", not promoted: champion kept" if version == previous else ""
+            decision = f"retrain → {state[0] if state else 'not started'}{kept}"
         rows.append(
             WindowRow(n + 1, watch["window_end"][:16], stats.ok, watch["hit_rate"] if watch["hit_rate"] is not None else stats.hit_rate,
                       stats.fallback / max(stats.ok, 1),
@@ -99,13 +86,3 @@ def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, ma
         )
         print(format_row(rows[-1]), flush=True)
     return rows
-
-
-HEADER = f"{'win':>3} {'window end':16} {'reqs':>5} {'hit@10':>6} {'fallbk':>6} {'drift':>5}  {'serving':>7}  decision"
-
-
-def format_row(row: WindowRow) -> str:
-    return (
-        f"{row.window:>3} {row.end:16} {row.requests:>5} {row.hit_rate:>6.3f} {row.fallback_share:>6.2f} "
-        f"{row.drift_share:>5.2f}  {'v' + row.serving_version:>7}  {row.decision}"
-    )

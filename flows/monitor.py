@@ -20,7 +20,7 @@ from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
 from recsys.monitoring.policy import WindowOutcome, append_history, decide, load_history
-from recsys.monitoring.reports import DriftResult, drift_report, online_hit_rate, read_request_log, request_features
+from recsys.monitoring.reports import DriftResult, add_coverage, drift_report, online_hits, read_request_log, request_features
 from recsys.monitoring.traffic import reference_records, window_end
 from recsys.settings import get_settings
 from recsys.validation import validate_dataset
@@ -37,17 +37,22 @@ def reference_window(dataset: str):  # noqa: ANN201
     model = registry.load_version(settings, current)
     cut = model.meta["train_until"]
     data = load_dataset(dataset, settings.shared_data_dir, cut)
-    return request_features(reference_records(model, data.interactions, cut)), cut, current
+    records = reference_records(model, data.interactions, cut)
+    return add_coverage(request_features(records), records, model.n_items), cut, current, model.n_items
 
 
 @task(cache_policy=NO_CACHE)
-def compare(reference, window: int) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
+def compare(reference, window: int, catalogue_size: int) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
     settings = get_settings()
     records = read_request_log(settings.request_log, last_n=window)
+    hits = online_hits(records, settings.events_log)
+    if hits is not None:
+        records["hit"] = hits
     end = window_end(records)
     html = settings.reports_dir / f"drift-{end.replace(':', '')}.html"
-    result = drift_report(reference, request_features(records), html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))
-    return result, end, online_hit_rate(records, settings.events_log)
+    current = add_coverage(request_features(records), records, catalogue_size)
+    result = drift_report(reference, current, html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))
+    return result, end, None if hits is None else float(hits.mean())
 
 
 @task(cache_policy=NO_CACHE)
@@ -61,13 +66,18 @@ def new_data_check(dataset: str, cut: str, end: str) -> tuple[int, bool, str]:
 
 @flow(name="monitor")
 def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
-    """Compare the latest `window` requests with the reference; emit a retrain event on drift."""
+    """Compare the latest `window` requests with the reference; emit a retrain event on drift.
+
+    Args:
+        dataset: the dataset the champion was trained on
+        window: how many of the latest requests to judge; empty for the configured size
+    """
     settings = get_settings()
     logger = get_run_logger()
     config = settings.policy()
     history = load_history(settings.policy_history)
-    reference, cut, version = reference_window(dataset)
-    result, end, hit_rate = compare(reference, window or settings.window_size)
+    reference, cut, version, catalogue_size = reference_window(dataset)
+    result, end, hit_rate = compare(reference, window or settings.window_size, catalogue_size)
     at = datetime.fromisoformat(end)
     quality = {"hit_rate": hit_rate, "version": version}
     decision = decide(result, config, history, at, **quality)

@@ -1,8 +1,8 @@
 """Turn a window's drift check into a retrain decision, behind guardrails.
 
 Two signals call for a retrain: drift of the request features past `threshold`, and online
-quality (hit rate from feedback) fallen more than `max_hit_rate_drop` below the serving
-version's first monitored window. A retrain costs compute and risks the champion, so a signal
+quality (hit rate from feedback) fallen more than `max_hit_rate_drop` below its mean over the
+serving version's calm (signal-free) windows, which one noisy window cannot move much. A retrain costs compute and risks the champion, so a signal
 alone is not enough: the window must
 be big enough, drift must persist over `consecutive` windows (hysteresis), the last retrain
 must be at least `cooldown_hours` ago, at most `max_retrains_per_day` may run in 24 hours,
@@ -82,12 +82,13 @@ def decide(
     relation = ">=" if drifted else "<"
     reasons = [f"drift share {result.drift_share:.2f} {relation} threshold {config.threshold:.2f} (drifted: {cols})"]
     dropped = False
-    baseline = next((p.hit_rate for p in history if p.version == version and p.hit_rate is not None), None)
+    calm = [p.hit_rate for p in history if p.version == version and p.hit_rate is not None and not p.drifted]
+    baseline = sum(calm) / len(calm) if calm else None
     if hit_rate is not None and baseline:
         dropped = hit_rate < (1 - config.max_hit_rate_drop) * baseline
         relation = "<" if dropped else ">="
         reasons.append(
-            f"hit rate {hit_rate:.3f} {relation} {1 - config.max_hit_rate_drop:.0%} of version {version}'s first window ({baseline:.3f})"
+            f"hit rate {hit_rate:.3f} {relation} {1 - config.max_hit_rate_drop:.0%} of version {version}'s calm windows ({baseline:.3f})"
         )
     blocked: list[str] = []
     if not drifted and not dropped:

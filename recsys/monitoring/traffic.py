@@ -96,7 +96,7 @@ def reference_records(
     if len(period) > max_requests:
         period = period.sample(max_requests, random_state=seed).sort_values(TS_COL)
     records = []
-    for user, ts in zip(period[USER_COL].astype(str), period[TS_COL]):
+    for user, ts, bought in zip(period[USER_COL].astype(str), period[TS_COL], period["bought"]):
         known = user in history.index and user in model.user_index
         rec = recommend_one(model, user if known else "\0unknown", k)  # served exactly as live
         records.append(
@@ -112,6 +112,7 @@ def reference_records(
                 "model_version": "reference",
                 "history_len": rec.history_len,
                 "rec_popularity": rec.rec_popularity,
+                "hit": bool({i for i, _ in rec.items} & set(bought)),  # what online feedback would show
             }
         )
     if not records:

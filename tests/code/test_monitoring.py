@@ -206,3 +206,29 @@ def test_read_drift_handles_distance_methods() -> None:
         "tests": [],
     }
     assert _read_drift(snapshot) == (0.5, ["hour", "known_user"])
+
+
+def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
+    """Online hit rate and coverage reach the workspace as per-window means, beside drift."""
+    from evidently.ui.workspace import Workspace
+
+    from recsys.monitoring.reports import TRACKED, add_coverage
+
+    def window(seed: int, hit_every: int) -> pd.DataFrame:
+        records = read_request_log(write_jsonl(tmp_path / f"{seed}.jsonl", make_records(N_CUR, seed=seed)))
+        records["hit"] = [float(i % hit_every == 0) for i in range(len(records))]
+        return add_coverage(request_features(records), records, catalogue_size=5000)
+
+    reference, current = window(11, 2), window(12, 4)
+    assert current["coverage"].nunique() == 1 and 0 < current["coverage"].iloc[0] <= 1
+    result = drift_report(reference, current, tmp_path / "q.html", workspace=tmp_path / "ws", project_name=PROJECT)
+    assert "hit" not in result.drifted_columns  # tracked, never drift-tested
+    ws = Workspace(str(tmp_path / "ws"))
+    project = ws.search_project(PROJECT)[0]
+    snapshot = ws.get_run(project.id, result.snapshot_id).dict()
+    means = {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
+             for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+    assert means["hit"] == pytest.approx(current["hit"].mean())  # one in four requests hit
+    assert means["coverage"] == pytest.approx(current["coverage"].iloc[0])
+    titles = [p.title for p in ws.get_dashboard(project.id).panels]
+    assert set(TRACKED.values()) <= set(titles) and "PSI per request feature (drifted past 0.2)" in titles

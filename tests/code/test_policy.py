@@ -80,11 +80,15 @@ def test_history_round_trips(tmp_path: Path) -> None:
 
 
 def test_online_quality_drop_is_a_retrain_signal() -> None:
-    history = [WindowOutcome((NOW - timedelta(days=14)).isoformat(), 0.0, False, False, 0.36, "1"), outcome(6)]
+    def calm(days: int, hit_rate: float, drifted: bool = False) -> WindowOutcome:
+        return WindowOutcome((NOW - timedelta(days=days)).isoformat(), 0.0, drifted, False, hit_rate, "1")
+
+    # the baseline is the mean of version 1's calm windows (0.36, 0.40): the drifted 0.10 is left out
+    history = [calm(20, 0.36), calm(16, 0.40), calm(12, 0.10, drifted=True), outcome(6)]
     fell = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.25, version="1")
-    assert fell.retrain and "hit rate 0.250 < 80% of version 1's first window (0.360)" in fell.reasons
-    steady = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.33, version="1")
+    assert fell.retrain and "hit rate 0.250 < 80% of version 1's calm windows (0.380)" in fell.reasons
+    steady = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.31, version="1")
     assert not steady.retrain and steady.blocked_by == ["threshold"]
-    # a new version is judged against its own first window, not the old one's
+    # a new version is judged against its own calm windows, not the old one's
     fresh = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.25, version="2")
     assert not fresh.retrain
