@@ -20,7 +20,16 @@ from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
 from recsys.monitoring.policy import WindowOutcome, append_history, decide, load_history
-from recsys.monitoring.reports import DriftResult, add_coverage, drift_report, online_hits, read_request_log, request_features
+from recsys.monitoring.reports import (
+    DriftResult,
+    add_coverage,
+    add_embedding_drift,
+    drift_report,
+    online_hits,
+    read_request_log,
+    request_features,
+    served_centroid,
+)
 from recsys.monitoring.traffic import reference_records, window_end
 from recsys.settings import get_settings
 from recsys.validation import validate_dataset
@@ -38,11 +47,14 @@ def reference_window(dataset: str):  # noqa: ANN201
     cut = model.meta["train_until"]
     data = load_dataset(dataset, settings.shared_data_dir, cut)
     records = reference_records(model, data.interactions, cut)
-    return add_coverage(request_features(records), records, model.n_items), cut, current, model.n_items
+    centroid = served_centroid(records, model.item_index, model.item_vectors)
+    reference = add_embedding_drift(add_coverage(request_features(records), records, model.n_items), centroid, centroid)
+    return reference, cut, current, model, centroid
 
 
 @task(cache_policy=NO_CACHE)
-def compare(reference, window: int, catalogue_size: int) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
+def compare(reference, window: int, model, reference_centroid) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
+    """Drift of the latest `window` requests against the reference, with their online quality."""
     settings = get_settings()
     records = read_request_log(settings.request_log, last_n=window)
     hits = online_hits(records, settings.events_log)
@@ -50,7 +62,9 @@ def compare(reference, window: int, catalogue_size: int) -> tuple[DriftResult, s
         records["hit"] = hits
     end = window_end(records)
     html = settings.reports_dir / f"drift-{end.replace(':', '')}.html"
-    current = add_coverage(request_features(records), records, catalogue_size)
+    current = add_coverage(request_features(records), records, model.n_items)
+    centroid = served_centroid(records, model.item_index, model.item_vectors)
+    current = add_embedding_drift(current, centroid, reference_centroid)
     result = drift_report(reference, current, html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))
     return result, end, None if hits is None else float(hits.mean())
 
@@ -76,8 +90,8 @@ def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
     logger = get_run_logger()
     config = settings.policy()
     history = load_history(settings.policy_history)
-    reference, cut, version, catalogue_size = reference_window(dataset)
-    result, end, hit_rate = compare(reference, window or settings.window_size, catalogue_size)
+    reference, cut, version, model, reference_centroid = reference_window(dataset)
+    result, end, hit_rate = compare(reference, window or settings.window_size, model, reference_centroid)
     at = datetime.fromisoformat(end)
     quality = {"hit_rate": hit_rate, "version": version}
     decision = decide(result, config, history, at, **quality)

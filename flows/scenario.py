@@ -37,7 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     # Sep-Oct 2011 is calm; the shop's own Christmas shift builds from November.
     "online-retail": Scenario(train_until="2011-09-01", shift_at="2011-10-22", window=300),
     # Train on 1996-2014, replay 2015-2018 (many raters are new there: the real shift).
-    "ml-latest-small": Scenario(train_until="2015-01-01", shift_at="2016-01-01", window=300),
+    "ml-latest-small": Scenario(train_until="2015-01-01", shift_at="2016-01-01", window=600),
 }
 
 

@@ -64,9 +64,10 @@ TRACKED: dict[str, str] = {
     "top_score": "Top recommendation score",
     "rec_popularity": "Popularity of recommended items",
     "coverage": "Catalogue coverage of the window",
+    "embedding_drift": "Embedding drift of served items (cosine distance to reference)",
     "hit": "Online hit rate@k (feedback)",
 }
-QUALITY_COLUMNS = ["hit", "coverage"]
+QUALITY_COLUMNS = ["hit", "coverage", "embedding_drift"]
 
 DRIFT_SHARE_PANEL = "Share of drifted request features"
 _MEAN_VALUE_TYPE = "evidently:metric_v2:MeanValue"
@@ -191,6 +192,21 @@ def add_coverage(features: pd.DataFrame, records: pd.DataFrame, catalogue_size: 
     catalogue, the same on every row so Evidently's MeanValue reports it per window."""
     recommended = {item for row in records["items"] if isinstance(row, (list, tuple)) for item in row}
     return features.assign(coverage=len(recommended) / max(catalogue_size, 1))
+
+
+def served_centroid(records: pd.DataFrame, item_index: dict[str, int], item_vectors: np.ndarray) -> np.ndarray:
+    """Mean vector of every item recommended in the window: where in embedding space the
+    service's answers (and so the users' query vectors) sit."""
+    rows = [item_index[i] for items in records["items"] if isinstance(items, (list, tuple)) for i in items if i in item_index]
+    return item_vectors[rows].mean(axis=0) if rows else np.zeros(item_vectors.shape[1], dtype=item_vectors.dtype)
+
+
+def add_embedding_drift(features: pd.DataFrame, centroid: np.ndarray, reference_centroid: np.ndarray) -> pd.DataFrame:
+    """`features` with `embedding_drift`: cosine distance between the window's and the
+    reference's served-item centroids (0: same region of the embedding space), on every row."""
+    norm = float(np.linalg.norm(centroid) * np.linalg.norm(reference_centroid))
+    distance = 1.0 - float(centroid @ reference_centroid) / norm if norm else 0.0
+    return features.assign(embedding_drift=distance)
 
 
 def _check_window(name: str, frame: pd.DataFrame, min_rows: int) -> None:

@@ -232,3 +232,19 @@ def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
     assert means["coverage"] == pytest.approx(current["coverage"].iloc[0])
     titles = [p.title for p in ws.get_dashboard(project.id).panels]
     assert set(TRACKED.values()) <= set(titles) and "PSI per request feature (drifted past 0.2)" in titles
+
+
+def test_embedding_drift_of_served_items() -> None:
+    """Answers that move to other items move the served centroid; the same answers do not."""
+    from recsys.monitoring.reports import add_embedding_drift, served_centroid
+
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    index = {"a": 0, "b": 1, "c": 2}
+    reference = served_centroid(pd.DataFrame({"items": [["a", "a"], ["a", "unknown"]]}), index, vectors)
+    assert reference.tolist() == [1.0, 0.0]  # items the model does not know are left out
+    moved = served_centroid(pd.DataFrame({"items": [["b"], ["b", "b"]]}), index, vectors)
+    frame = pd.DataFrame({"hour": [1, 2]})
+    assert add_embedding_drift(frame, reference, reference)["embedding_drift"].tolist() == [0.0, 0.0]
+    assert add_embedding_drift(frame, moved, reference)["embedding_drift"].tolist() == pytest.approx([1.0, 1.0])  # orthogonal
+    half = served_centroid(pd.DataFrame({"items": [["c"]]}), index, vectors)
+    assert add_embedding_drift(frame, half, reference)["embedding_drift"].iloc[0] == pytest.approx(1 - 2**-0.5)
