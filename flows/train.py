@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Literal
 
 from prefect import flow, task
 
 from recsys.data.ingest import load_dataset
 from recsys.data.split import temporal_user_split
 from recsys.settings import get_settings
-from recsys.training import train
+from recsys.training import FAMILIES, train
+
+#: The model families as a type, so the Prefect UI's run form offers them as a choice.
+ModelFamily = Literal[FAMILIES]  # type: ignore[valid-type]
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -25,9 +29,17 @@ def fit_and_log(dataset: str, train_until: str | None, family: str, epochs: int 
 def train_model(
     dataset: str = "online-retail",
     train_until: str | None = None,
-    family: str = "two_tower",
+    family: ModelFamily = "two_tower",
     epochs: int | None = None,
     validation: dict | None = None,
 ) -> dict:
-    """Train `family` on the data before `train_until`; two-tower runs are registered."""
+    """Train `family` on the data before `train_until`; two-tower runs are registered.
+
+    Args:
+        dataset: online-retail, ml-100k, ml-latest-small, or a .csv/.parquet path
+        train_until: only interactions before this time (ISO date); empty for all
+        family: the model family to fit
+        epochs: training epochs (neural families); empty for the configured default
+        validation: the GX gate's result to attach to the run, if any
+    """
     return fit_and_log(dataset, train_until, family, epochs, validation)

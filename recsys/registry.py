@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from recsys import platform
 from recsys.models.base import EmbeddingModel
 from recsys.settings import Settings
 
@@ -49,14 +50,19 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured tracking server or database; return a client."""
+    """Point MLflow at the configured tracking server or database; return a client.
+
+    A tracking server that does not answer fails here, naming it, before any run starts.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
+    server = settings.tracking_uri.startswith(("http://", "https://"))
+    if server:
+        platform.require_healthy("MLflow", settings.tracking_uri, f"{settings.tracking_uri.rstrip('/')}/health")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     if mlflow.get_experiment_by_name(settings.experiment) is None:
-        location = None
-        if settings.tracking_uri.startswith("sqlite"):
-            location = (settings.artifacts_dir.resolve()).as_uri()
+        # A server picks the artifact store itself (--artifacts-destination); a database needs it named.
+        location = None if server else settings.artifacts_destination
         mlflow.create_experiment(settings.experiment, artifact_location=location)
     mlflow.set_experiment(settings.experiment)
     return MlflowClient()
@@ -78,9 +84,12 @@ def log_model(model: EmbeddingModel, extra_files: dict[str, Path] | None = None)
 
 
 def register(model_uri: str, settings: Settings, run_id: str, tags: dict[str, str]) -> str:
-    """Register the logged model as a new version of the registered model; return the version."""
-    version = mlflow.register_model(model_uri, settings.registered_model, tags=tags)
-    MlflowClient().set_model_version_tag(settings.registered_model, version.version, "run_id", run_id)
+    """Register the logged model as a new version of the registered model; return the version.
+
+    The version and all its tags are created in one request, so a server lost mid-way never
+    leaves a version without its run_id.
+    """
+    version = mlflow.register_model(model_uri, settings.registered_model, tags={**tags, "run_id": run_id})
     return str(version.version)
 
 

@@ -26,13 +26,34 @@ class Settings(BaseSettings):
     )
     dataset: str = Field(default="online-retail", description="Default dataset of the demo")
 
-    host: str = "127.0.0.1"
-    prefect_port: int = 4200
-    mlflow_port: int = 5000
-    serve_port: int = 3000
+    host: str = Field(default="127.0.0.1", description="Interface every local server binds")
+    prefect_port: int = Field(default=4200, description="Prefect server (API and UI) port")
+    mlflow_port: int = Field(default=5000, description="MLflow tracking server port")
+    serve_port: int = Field(default=3000, description="BentoML service port (Swagger UI at /)")
+    evidently_port: int = Field(default=8000, description="Evidently UI port")
+    monitor_interval_minutes: float = Field(
+        default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)"
+    )
 
     mlflow_tracking_uri: str | None = Field(
         default=None, description="Default: sqlite database under home"
+    )
+    # Production backends (docs/production.md): unset, everything stays in files under home.
+    mlflow_backend_store_uri: str | None = Field(
+        default=None,
+        description="Database of the MLflow server, e.g. postgresql://user@db:5432/mlflow (default: sqlite under home)",
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        default=None,
+        description="Where the MLflow server keeps artifacts, e.g. s3://bucket/mlflow (default: home/mlartifacts)",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint (MinIO, moto); unset means AWS S3. Credentials come from AWS_* env vars",
+    )
+    prefect_database_url: str | None = Field(
+        default=None,
+        description="Database of the Prefect server, e.g. postgresql+asyncpg://user@db:5432/prefect (default: SQLite)",
     )
     experiment: str = "recsys"
     registered_model: str = "recsys"
@@ -71,11 +92,22 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        """Where clients track: the configured URI (an MLflow server), else the server's own database."""
+        return self.mlflow_tracking_uri or self.backend_store_uri
+
+    @property
+    def backend_store_uri(self) -> str:
+        """The MLflow server's database: the configured one, else the sqlite file under home."""
+        return self.mlflow_backend_store_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def artifacts_destination(self) -> str:
+        """Where MLflow artifacts go: the configured URI (s3://...), else the local folder."""
+        return self.mlflow_artifacts_destination or self.artifacts_dir.resolve().as_uri()
 
     @property
     def bentoml_home(self) -> Path:

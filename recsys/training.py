@@ -9,6 +9,7 @@ Every family is one run with the `model_family` tag, so runs compare side by sid
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,13 @@ def train(
     validation: dict | None = None,
     register: bool = True,
     params: dict | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Fit `family` on split.train, evaluate on split.test, log to MLflow, register if asked."""
+    """Fit `family` on split.train, evaluate on split.test, log to MLflow, register if asked.
+
+    `on_epoch(epoch, metrics)` sees what each epoch logged (loss, validation metrics): the
+    CLI draws its progress bar from it.
+    """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     registry.configure(settings)
@@ -70,6 +76,8 @@ def train(
         for name, value in step.items():
             history.setdefault(name, []).append(value)
         mlflow.log_metrics(step, step=epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, step)
 
     model, hp = build_model(family, settings, params, on_epoch_end)
     train_data = mlflow.data.from_pandas(split.train, name=dataset.name)
@@ -84,6 +92,7 @@ def train(
         model.fit(split.train, dataset.items, split.val)
         exported = model.export()
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
+        mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
         metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         _log_figure(_plot_at_k(metric_curve(exported, split.test)), "metric_at_k.png")

@@ -27,6 +27,27 @@ def choose_strategy(gpus: int, tf_config: str | None) -> str:
     return MIRRORED if gpus > 1 else DEFAULT
 
 
+def is_chief(tf_config: str | None) -> bool:
+    """True for the one task that writes artifacts: the `chief`, else worker 0, else a lone process.
+
+    Every worker of a MultiWorkerMirrored cluster runs the same training steps (the collectives
+    need them all); only this one logs, saves and registers, so nothing is written twice.
+    """
+    if not tf_config:
+        return True
+    config = json.loads(tf_config)
+    task, cluster = config.get("task", {}), config.get("cluster", {})
+    role, index = task.get("type", "worker"), int(task.get("index", 0))
+    if role == "chief":
+        return True
+    return role == "worker" and index == 0 and not cluster.get("chief")
+
+
+def cluster_config(workers: list[str], index: int) -> str:
+    """The TF_CONFIG of worker `index` in a cluster of `workers` ("host:port" each, same order everywhere)."""
+    return json.dumps({"cluster": {"worker": list(workers)}, "task": {"type": "worker", "index": index}})
+
+
 def precision_policy(gpus: int) -> str:
     """Mixed float16 on GPUs (tensor cores); plain float32 on CPUs, where float16 is slower."""
     return "mixed_float16" if gpus > 0 else "float32"
@@ -58,6 +79,42 @@ def distribution(xla: bool = False) -> Distribution:
         MULTI_WORKER: tf.distribute.MultiWorkerMirroredStrategy,
     }
     return Distribution(name, strategies[name](), precision_policy(gpus), xla)
+
+
+class DistributedFit:
+    """Mixin that lets `keras.Model.fit` (Keras 3.15, TF backend) train under tf.distribute.
+
+    Two Keras bugs stop fit under these strategies, each fixed here at its source:
+    - before the first step Keras builds the model from one batch merged by a single
+      `strategy.reduce` call, which takes one tensor, not a dict of inputs: fit fails under
+      Mirrored and MultiWorkerMirrored (keras-team/keras issue 20329). We build from one
+      replica's share of the batch, which has exactly the shapes each replica computes on;
+    - across workers Keras averages each step's logs with `strategy.reduce("MEAN", v, axis=0)`,
+      which fails on scalars (tensorflow/tensorflow issue 72388): we hand it shape-[1] logs,
+      so it averages them over the workers.
+    The model's loss must be scaled for distribution (a keras.losses.Loss object does it).
+    """
+
+    def train_step(self, data):  # noqa: ANN001, ANN201
+        import tensorflow as tf
+
+        logs = super().train_step(data)
+        if not isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return logs
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):  # noqa: ANN001, ANN202
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and data_batch is None and strategy is not None:
+            import tensorflow as tf
+
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], batch)
+                break
+        if data_batch is None:
+            return super()._maybe_symbolic_build(iterator=iterator)
+        return super()._maybe_symbolic_build(data_batch=data_batch)
 
 
 @contextmanager
