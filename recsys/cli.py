@@ -1,21 +1,63 @@
 """`recsys`: the command line for people (the Makefile calls the same commands).
 
-Commands that orchestrate flows run them in a child process (`python -m flows.<name>`), so
-this library never imports Prefect and each child starts with the servers' environment.
+`up`/`down`/`status` manage the local platform (recsys.platform). `train`, `promote`, `serve`
+and `simulate` are thin calls into recsys/ against the running platform; `demo` and `monitor`
+run flows in a child process (`python -m flows.<name>`, `python -m flows.run`), so this library
+never imports Prefect and each child starts with the platform's environment. A command that
+needs a server which is not running says so, and how to start it, instead of a traceback.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from typing import Annotated
 
+import httpx
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from recsys import platform
-from recsys.settings import get_settings
+from recsys.settings import Settings, get_settings
 
-app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).")
+app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+#: How an error names each server.
+SERVER_NAMES = {"prefect": "Prefect", "mlflow": "MLflow", "bentoml": "The recommendation service", "evidently": "The Evidently UI"}
+
+
+def fail(message: str) -> None:
+    """Print `message` as an error and leave with exit code 1."""
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def require(spec: platform.ServerSpec) -> None:
+    """Stop with a clear message unless `spec` answers its health check."""
+    if not platform.is_healthy(spec.health_url):
+        fail(f"{SERVER_NAMES.get(spec.name, spec.title)} is not reachable at {spec.url}; start it with `recsys up`")
+
+
+def require_tracking(settings: Settings) -> str:
+    """The tracking URI of the platform; an MLflow server behind it must answer."""
+    uri = platform.platform_tracking_uri(settings)
+    if uri.startswith("http") and not platform.is_healthy(f"{uri.rstrip('/')}/health"):
+        fail(f"MLflow is not reachable at {uri}; start it with `recsys up`")
+    return uri
+
+
+def use_platform(settings: Settings) -> Settings:
+    """Settings whose MLflow tracking goes to the platform, for work done in this process."""
+    uri = require_tracking(settings)
+    os.environ.update({"MLFLOW_TRACKING_URI": uri, "RECSYS_MLFLOW_TRACKING_URI": uri})
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def _demo_env() -> dict[str, str]:
@@ -34,22 +76,215 @@ def demo() -> None:
 
 
 @app.command()
-def down() -> None:
-    """Stop every server that `recsys demo` or `recsys up` started."""
+def up(
+    train_first: Annotated[bool, typer.Option("--train-first/--no-train-first", help="Without a champion, run the pipeline once so the service has a model")] = True,
+) -> None:
+    """Start every server on 127.0.0.1 (Prefect, flow runner, MLflow, Evidently, BentoML); reuse running ones."""
     settings = get_settings()
-    for name in ("bentoml", "runner", "mlflow", "prefect"):
-        if platform.stop(name, settings):
-            typer.echo(f"stopped {name}")
+    with console.status("starting the platform") as status:
+
+        def step(name: str, state: str) -> None:
+            status.update(f"{name}: {state}")
+            if state in ("started", "running", "done") or state.startswith("skipped"):
+                console.print(f"  [green]✓[/] {name:10s} {state}")
+
+        try:
+            report = platform.up(settings, step, train_first)
+        except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
+            fail(str(error))
+    console.print(f"platform up in {report.seconds:.0f}s; logs and pids in {settings.run_dir}")
+    show_status(settings)
+    if report.champion is None:
+        console.print("[yellow]no champion yet[/]: run the `pipeline` deployment (Prefect UI) or `recsys train`, then `recsys serve`")
+
+
+@app.command()
+def down() -> None:
+    """Stop every server that `recsys up` or `recsys demo` started (and nothing else)."""
+    stopped = platform.down(get_settings())
+    for name in stopped:
+        console.print(f"stopped {name}")
+    if not stopped:
+        console.print("nothing to stop")
+
+
+def show_status(settings: Settings) -> bool:
+    """Print a table of the servers, their URLs and pids; True if all are up."""
+    table = Table("server", "state", "pid", "log", title=f"logs and pids in {settings.run_dir}")
+    table.add_column("open", overflow="fold")  # a URL is never cut short, whatever the width
+    all_up = True
+    for spec in platform.specs(settings):
+        up_now = platform.is_up(spec, settings)
+        all_up &= up_now
+        pid = platform.running_pid(settings, spec.name)
+        table.add_row(spec.name, "[green]up[/]" if up_now else "[red]down[/]", str(pid or "-"), platform.log_path(settings, spec.name).name, spec.url)
+    console.print(table)
+    docs = settings.gx_dir.resolve() / "index.html"
+    console.print(f"GX data docs: {docs.as_uri() if docs.exists() else 'none yet (written by the validate flow)'}")
+    return all_up
 
 
 @app.command()
 def status() -> None:
-    """Say which local servers are up."""
+    """Say which servers are up, where to open them, and their pids and logs; exit 1 if any is down."""
+    raise typer.Exit(0 if show_status(get_settings()) else 1)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help="online-retail, ml-100k, ml-latest-small or a .csv/.parquet path")] = "",
+    family: Annotated[str, typer.Option(help="two_tower, popularity, seq_two_tower, ease, ials or item_knn")] = "two_tower",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: RECSYS_EPOCHS)")] = None,
+    train_until: Annotated[str | None, typer.Option(help="Only interactions before this date")] = None,
+) -> None:
+    """Gate the data with GX, train one model with a progress bar, log and register it in MLflow."""
+    settings = use_platform(get_settings())
+    from recsys.data.ingest import load_dataset
+    from recsys.data.split import temporal_user_split
+    from recsys.progress import EpochProgress
+    from recsys.training import train as fit
+    from recsys.validation import validate_dataset
+
+    name = dataset or settings.dataset
+    with console.status(f"loading {name} and running the GX gate"):
+        data = load_dataset(name, settings.shared_data_dir, train_until)
+        gate = validate_dataset(data.interactions, data.items, settings.gx_dir)
+    if not gate.success:
+        fail("the GX gate failed:\n  " + "\n  ".join(gate.failed) + f"\ndata docs: {gate.docs_index}")
+    validation = {"result_id": gate.result_id, "success": True}
+    with EpochProgress(epochs or settings.epochs, f"{family} on {data.name}", console) as bar:
+        result = fit(data, temporal_user_split(data.interactions), settings, family, validation, family != "popularity",
+                     {"epochs": epochs} if epochs else None, on_epoch=bar.on_epoch_end)  # fmt: skip
+    metrics = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("_at_10")}
+    console.print(f"run {result.run_id}, version {result.version or '(not registered)'}: {metrics}")
+    if result.version:
+        console.print(f"promote it with `recsys promote {result.version}`")
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to bless")],
+    dataset: Annotated[str, typer.Option(help="Data to compare on (default: RECSYS_DATASET)")] = "",
+) -> None:
+    """Bless VERSION against the champion on the same split; make it champion if it is not worse."""
+    settings = use_platform(get_settings())
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from recsys.data.ingest import load_dataset
+    from recsys.data.split import temporal_user_split
+    from recsys.promotion import bless_and_promote
+
+    try:
+        run_id = MlflowClient().get_model_version(settings.registered_model, version).run_id
+    except MlflowException:
+        fail(f"model {settings.registered_model!r} has no version {version}")
+    data = load_dataset(dataset or settings.dataset, settings.shared_data_dir)
+    with console.status(f"blessing version {version}"):
+        result = bless_and_promote(settings, version, run_id, temporal_user_split(data.interactions), data.items)
+    verdict = "[green]promoted[/]" if result.promoted else "[yellow]not promoted[/]"
+    console.print(f"version {version} {verdict}: {'; '.join(result.blessing.reasons)}")
+    if result.promoted:
+        console.print("serve it with `recsys serve`")
+
+
+@app.command()
+def serve() -> None:
+    """(Re)start the BentoML service on the current champion and print its URL."""
     settings = get_settings()
-    specs = [platform.prefect_server(settings), platform.mlflow_server(settings), platform.bentoml_server(settings)]
-    for spec in specs:
-        typer.echo(f"{spec.name:8s} {'up  ' if platform.is_healthy(spec.health_url) else 'down'} {spec.url}")
-    typer.echo(f"{'runner':8s} {'up  ' if platform.running_pid(settings, 'runner') else 'down'}")
+    require(platform.mlflow_server(settings))
+    champion = platform.champion_version(settings)
+    if champion is None:
+        fail("there is no champion to serve yet; train one with `recsys train` and `recsys promote`")
+    spec = platform.bentoml_server(settings)
+    platform.stop(spec.name, settings)
+    with console.status(f"starting the service on champion version {champion}"):
+        try:
+            platform.start(spec, settings)
+        except (RuntimeError, TimeoutError) as error:
+            fail(str(error))
+    console.print(f"serving version {champion} at {spec.url} (Swagger UI at /)")
+
+
+@app.command()
+def monitor(
+    window: Annotated[int | None, typer.Option(help="Latest requests to judge (default: RECSYS_WINDOW_SIZE)")] = None,
+    dataset: Annotated[str, typer.Option(help="Dataset the champion was trained on (default: RECSYS_DATASET)")] = "",
+) -> None:
+    """Run the monitor flow once: Evidently drift of the latest traffic, then the retrain decision."""
+    settings = get_settings()
+    require(platform.prefect_server(settings))
+    require_tracking(settings)
+    cmd = [sys.executable, "-m", "flows.run", "monitor", f"dataset={dataset or settings.dataset}"]
+    if window:
+        cmd.append(f"window={window}")
+    with console.status("running the monitor flow (see it in the Prefect UI)"):
+        done = subprocess.run(cmd, env={**os.environ, **platform.platform_env(settings)}, capture_output=True, text=True)
+    if done.returncode != 0:
+        fail(f"the monitor flow failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    console.print(f"drift share {result['drift']['drift_share']:.2f} over {result['drift']['n_current']} requests: "
+                  f"{'retrain' if result['retrain'] else 'no retrain'} ({'; '.join(result['reasons'])})")  # fmt: skip
+    console.print(f"report: {result['drift']['html_path']}")
+
+
+@app.command()
+def simulate(
+    requests: Annotated[int, typer.Option(help="Visits to replay")] = 500,
+    since: Annotated[str | None, typer.Option(help="Replay visits from this date on (default: the last `requests` visits)")] = None,
+    dataset: Annotated[str, typer.Option(help="Dataset whose visits to replay (default: RECSYS_DATASET)")] = "",
+) -> None:
+    """Replay real visits of a dataset as live requests (and purchases as feedback) to the service."""
+    settings = get_settings()
+    spec = platform.bentoml_server(settings)
+    require(spec)
+    from recsys.data.ingest import load_dataset
+    from recsys.monitoring.traffic import replay, visits
+    from recsys.progress import progress_bar
+    from recsys.schemas import TS_COL
+
+    data = load_dataset(dataset or settings.dataset, settings.shared_data_dir)
+    live = visits(data.interactions if since is None else data.interactions[data.interactions[TS_COL] >= since])
+    live = live.head(requests) if since else live.tail(requests)
+    ok = hits = fallback = 0
+    with progress_bar(console) as bar:
+        task = bar.add_task("replaying visits", total=len(live), status="")
+        for start in range(0, len(live), 50):
+            stats = replay(spec.url, live.iloc[start : start + 50])
+            ok, hits, fallback = ok + stats.ok, hits + stats.hits, fallback + stats.fallback
+            bar.update(task, advance=stats.sent, status=f"hit rate {hits / max(ok, 1):.3f}")
+    console.print(f"{ok} of {len(live)} answered; hit rate {hits / max(ok, 1):.3f}; fallback share {fallback / max(ok, 1):.2f}")
+    console.print("judge the traffic with `recsys monitor`")
+
+
+@app.command()
+def loop(
+    dataset: Annotated[str, typer.Option(help="online-retail or ml-latest-small")] = "online-retail",
+    shift: Annotated[str, typer.Option(help="Shift injected beside the data's own: none, new_users, category, popularity, request_mix")] = "new_users",
+    share: Annotated[float, typer.Option(help="Strength of the injected shift (0..1)")] = 0.6,
+    windows: Annotated[int | None, typer.Option(help="Stop after this many windows")] = None,
+) -> None:
+    """Run the drift scenario on real data: calm windows, a shift, detection, retrain, recovery.
+
+    It keeps its state in `<home>/loop` (its own MLflow, Prefect and registry) and wipes it first,
+    so its figures never mix with the demo's or an earlier loop's; its servers use the configured ports.
+    """
+    settings = get_settings()
+    home = (settings.home / "loop").resolve()
+    os.environ["RECSYS_HOME"] = str(home)
+    get_settings.cache_clear()
+    loop_settings = get_settings()
+    for spec in (platform.prefect_server(loop_settings), platform.mlflow_server(loop_settings)):
+        if platform.is_healthy(spec.health_url) and platform.running_pid(loop_settings, spec.name) is None:
+            fail(f"{SERVER_NAMES[spec.name]} of another state folder answers at {spec.url}; stop it with `recsys down` first")
+    for name in ("bentoml", "runner", "mlflow", "prefect"):  # a fresh start: servers, registry, logs
+        platform.stop(name, loop_settings)
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    command = [sys.executable, "-m", "flows.scenario", "--dataset", dataset, "--shift", shift, "--share", str(share)]
+    if windows is not None:
+        command += ["--windows", str(windows)]
+    raise typer.Exit(subprocess.call(command, env=_demo_env()))
 
 
 if __name__ == "__main__":

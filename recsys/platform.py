@@ -1,9 +1,14 @@
-"""Start, find and stop the local servers (Prefect, MLflow, BentoML, the flow runner).
+"""Start, find and stop the local platform: Prefect, MLflow, Evidently, the flow runner, BentoML.
 
-Each server runs as its own process session with its log and pid file in the run folder,
-so it outlives the command that started it and `stop` ends exactly what was started.
-Starting a server whose health check already answers reuses it: running twice starts no
-duplicates.
+Each server runs as its own process session with its log and pid file in the run folder
+(`settings.run_dir`), so it outlives the command that started it and `stop` ends exactly what
+was started. A server that already answers is reused: running `up` twice starts no duplicates.
+Each `ServerSpec` says how its liveness is known: most servers own their health URL, but the
+flow runner has no port of its own (its health URL is the Prefect API's), so it counts as up
+only while the process we started is alive too.
+
+This module knows nothing of Prefect's or MLflow's Python APIs: it talks HTTP and starts
+processes, so `recsys status` and `recsys down` stay fast.
 """
 
 from __future__ import annotations
@@ -13,28 +18,42 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import httpx
 
 from recsys.settings import Settings
 
+#: The deployment whose registration shows that the flow runner has served its flows.
+RUNNER_PROBE_DEPLOYMENT = "pipeline/retrain"
+
+
+class Liveness(Enum):
+    """How to tell that a server we know of is up."""
+
+    HTTP = "http"  # its own health URL answers 200 (whoever started it)
+    PID_AND_HTTP = "pid+http"  # the URL belongs to another server: our process must live as well
+
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to start one server and how to know it is up."""
+    """How to start one server, what a person opens, and how to know it is up."""
 
     name: str
+    title: str
     command: list[str]
     health_url: str
     url: str
+    liveness: Liveness = Liveness.HTTP
     env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 120.0
 
 
 def bin_path(name: str) -> str:
-    """An executable of this Python environment (prefect, mlflow, bentoml)."""
+    """An executable of this Python environment (prefect, mlflow, bentoml, evidently)."""
     return str(Path(sys.executable).with_name(name))
 
 
@@ -51,25 +70,50 @@ def server_env(settings: Settings) -> dict[str, str]:
         "BENTOML_DO_NOT_TRACK": "True",
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
         "RECSYS_MLFLOW_TRACKING_URI": settings.tracking_uri,
+        **({"MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint_url} if settings.s3_endpoint_url else {}),
     }
+
+
+def platform_tracking_uri(settings: Settings) -> str:
+    """Where processes of the running platform track: the configured URI, else the MLflow server.
+
+    Tracking through the server (rather than its database) means every run shows in its UI
+    whatever backend store the server uses.
+    """
+    return settings.mlflow_tracking_uri or mlflow_server(settings).url
+
+
+def platform_env(settings: Settings) -> dict[str, str]:
+    """`server_env` for processes that work against the running platform (runner, CLI children)."""
+    uri = platform_tracking_uri(settings)
+    return {**server_env(settings), "MLFLOW_TRACKING_URI": uri, "RECSYS_MLFLOW_TRACKING_URI": uri}
 
 
 def prefect_server(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.prefect_port}"
     cmd = [bin_path("prefect"), "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)]
-    return ServerSpec("prefect", cmd, f"{base}/api/health", base)
+    env = {"PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url} if settings.prefect_database_url else {}
+    return ServerSpec("prefect", "Prefect UI", cmd, f"{base}/api/health", base, env=env)
 
 
 def mlflow_server(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.mlflow_port}"
-    db = (settings.home / "mlflow.db").resolve()
     cmd = [
         bin_path("mlflow"), "server", "--host", settings.host, "--port", str(settings.mlflow_port),
-        "--backend-store-uri", f"sqlite:///{db}",
-        "--artifacts-destination", str(settings.artifacts_dir.resolve()),
+        "--backend-store-uri", settings.backend_store_uri,
+        "--artifacts-destination", settings.artifacts_destination,
         "--workers", "1",
     ]  # fmt: skip
-    return ServerSpec("mlflow", cmd, f"{base}/health", base)
+    return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base)
+
+
+def evidently_ui(settings: Settings) -> ServerSpec:
+    base = f"http://{settings.host}:{settings.evidently_port}"
+    cmd = [
+        bin_path("evidently"), "ui", "--workspace", str(settings.evidently_workspace.resolve()),
+        "--host", settings.host, "--port", str(settings.evidently_port),
+    ]  # fmt: skip
+    return ServerSpec("evidently", "Evidently UI", cmd, f"{base}/api/version", base, start_timeout=60)
 
 
 def bentoml_server(settings: Settings) -> ServerSpec:
@@ -78,13 +122,25 @@ def bentoml_server(settings: Settings) -> ServerSpec:
         bin_path("bentoml"), "serve", "recsys.serving.service:RecsysService",
         "--host", settings.host, "--port", str(settings.serve_port),
     ]  # fmt: skip
-    return ServerSpec("bentoml", cmd, f"{base}/readyz", base, start_timeout=90)
+    return ServerSpec("bentoml", "Recommendation service (Swagger UI)", cmd, f"{base}/readyz", base, start_timeout=90)
 
 
 def flow_runner(settings: Settings) -> ServerSpec:
-    """The process that serves the flows as deployments (and so runs triggered retrains)."""
+    """The process that serves the flows as deployments (and so runs triggered retrains).
+
+    It has no port: it is up while our process lives and its deployments are registered.
+    """
     api = f"http://{settings.host}:{settings.prefect_port}/api"
-    return ServerSpec("runner", [sys.executable, "-m", "flows.serve"], f"{api}/health", api, start_timeout=60)
+    probe = f"{api}/deployments/name/{RUNNER_PROBE_DEPLOYMENT}"
+    return ServerSpec(
+        "runner", "Flow runner (deployments)", [sys.executable, "-m", "flows.serve"], probe,
+        f"http://{settings.host}:{settings.prefect_port}/deployments", Liveness.PID_AND_HTTP, start_timeout=90,
+    )  # fmt: skip
+
+
+def specs(settings: Settings) -> list[ServerSpec]:
+    """Every server of the platform, in start order (`down` stops them in reverse)."""
+    return [prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings), bentoml_server(settings)]
 
 
 def is_healthy(url: str) -> bool:
@@ -94,8 +150,29 @@ def is_healthy(url: str) -> bool:
         return False
 
 
+def is_up(spec: ServerSpec, settings: Settings) -> bool:
+    """Whether `spec` answers, by the liveness rule it declares."""
+    if spec.liveness is Liveness.PID_AND_HTTP and running_pid(settings, spec.name) is None:
+        return False
+    return is_healthy(spec.health_url)
+
+
+class ServerUnreachable(ConnectionError):
+    """A server that a flow needs does not answer; the message names it and how to start it."""
+
+
+def require_healthy(name: str, url: str, health_url: str) -> None:
+    """Raise ServerUnreachable unless `health_url` answers: fail fast, naming the server."""
+    if not is_healthy(health_url):
+        raise ServerUnreachable(f"{name} is not reachable at {url}; start it with `recsys up`")
+
+
 def _pid_file(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.pid"
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.log"
 
 
 def running_pid(settings: Settings, name: str) -> int | None:
@@ -103,8 +180,9 @@ def running_pid(settings: Settings, name: str) -> int | None:
     path = _pid_file(settings, name)
     if not path.exists():
         return None
-    pid = int(path.read_text().strip() or 0)
     try:
+        pid = int(path.read_text().strip() or 0)
+        _reap(pid)
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError, ValueError):
         path.unlink(missing_ok=True)
@@ -112,26 +190,39 @@ def running_pid(settings: Settings, name: str) -> int | None:
     return pid
 
 
-def start(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | None = None) -> bool:
-    """Start `spec` unless it is already up; wait for its health check. True if newly started."""
-    if spec.name != "runner" and is_healthy(spec.health_url):
-        return False
-    if spec.name == "runner" and running_pid(settings, spec.name):
-        return False
+def launch(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | None = None) -> subprocess.Popen | None:
+    """Start `spec` in the background unless it is up already (then None); do not wait."""
+    if is_up(spec, settings):
+        return None
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    log = (settings.run_dir / f"{spec.name}.log").open("ab")
     env = {**os.environ, **server_env(settings), **spec.env, **(extra_env or {})}
-    proc = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with log_path(settings, spec.name).open("ab") as log:
+        proc = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     _pid_file(settings, spec.name).write_text(str(proc.pid))
+    return proc
+
+
+def wait_ready(spec: ServerSpec, settings: Settings, proc: subprocess.Popen) -> None:
+    """Wait until `spec` passes its liveness check; stop it and raise if it exits or times out."""
     deadline = time.monotonic() + spec.start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {settings.run_dir / (spec.name + '.log')}")
-        if is_healthy(spec.health_url):
-            return True
+            _pid_file(settings, spec.name).unlink(missing_ok=True)
+            raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {log_path(settings, spec.name)}")
+        if is_up(spec, settings):
+            return
         time.sleep(0.5)
     stop(spec.name, settings)
-    raise TimeoutError(f"{spec.name} did not answer {spec.health_url} within {spec.start_timeout:.0f}s")
+    raise TimeoutError(f"{spec.name} did not answer {spec.health_url} within {spec.start_timeout:.0f}s; see {log_path(settings, spec.name)}")
+
+
+def start(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | None = None) -> bool:
+    """Start `spec` unless it is already up; wait for its health check. True if newly started."""
+    proc = launch(spec, settings, extra_env)
+    if proc is None:
+        return False
+    wait_ready(spec, settings, proc)
+    return True
 
 
 def _reap(pid: int) -> None:
@@ -159,3 +250,88 @@ def stop(name: str, settings: Settings, timeout: float = 20.0) -> bool:
         pass
     _pid_file(settings, name).unlink(missing_ok=True)
     return True
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The champion's version from the MLflow server's REST API (None if there is none yet)."""
+    url = f"{mlflow_server(settings).url}/api/2.0/mlflow/registered-models/alias"
+    response = httpx.get(url, params={"name": settings.registered_model, "alias": settings.champion_alias}, timeout=10)
+    if response.status_code in (400, 404) and "not found" in response.text.lower() or "RESOURCE_DOES_NOT_EXIST" in response.text:
+        return None  # MLflow 3 answers a missing alias (or model) with 400 "... not found"
+    response.raise_for_status()
+    return str(response.json()["model_version"]["version"])
+
+
+@dataclass
+class UpReport:
+    """What `up` did: per server "started" or "running", the champion served, and how long it took."""
+
+    servers: dict[str, str] = field(default_factory=dict)
+    champion: str | None = None
+    trained_first: bool = False
+    seconds: float = 0.0
+
+
+Step = Callable[[str, str], None]
+
+
+def _start_all(batch: list[ServerSpec], settings: Settings, report: UpReport, step: Step, extra_env: dict[str, str]) -> None:
+    """Launch every server of `batch` at once, then wait for each: they start side by side."""
+    procs = {}
+    for spec in batch:
+        step(spec.name, "starting")
+        procs[spec.name] = launch(spec, settings, extra_env)
+    for spec in batch:
+        proc = procs[spec.name]
+        if proc is not None:
+            wait_ready(spec, settings, proc)
+        report.servers[spec.name] = "started" if proc is not None else "running"
+        step(spec.name, report.servers[spec.name])
+
+
+def first_champion(settings: Settings, step: Step) -> None:
+    """Run the pipeline flow once (gate, train, bless, promote) on `settings.dataset`.
+
+    It runs against the platform (tracked by the MLflow server, recorded by the Prefect
+    server), so it shows in both UIs like any later run. Output goes to its log file.
+    """
+    step("pipeline", "training a first champion")
+    cmd = [sys.executable, "-m", "flows.run", "pipeline", f"dataset={settings.dataset}"]
+    env = {**os.environ, **platform_env(settings)}
+    with log_path(settings, "first-champion").open("ab") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        raise RuntimeError(f"the first pipeline run failed (exit {code}); see {log_path(settings, 'first-champion')}")
+    step("pipeline", "done")
+
+
+def up(settings: Settings, step: Step = lambda name, state: None, train_first: bool = True) -> UpReport:
+    """Bring the whole platform up; reuse what already runs.
+
+    Prefect, MLflow and Evidently start side by side; then the flow runner (it needs Prefect);
+    then, if the registry has no champion yet and `train_first`, one pipeline run makes one;
+    then the BentoML service serves it. Without a champion the service is left out.
+    """
+    started = time.monotonic()
+    report = UpReport()
+    settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
+    tracking = platform_env(settings)
+    tracking = {k: tracking[k] for k in ("MLFLOW_TRACKING_URI", "RECSYS_MLFLOW_TRACKING_URI")}
+    _start_all([prefect_server(settings), mlflow_server(settings), evidently_ui(settings)], settings, report, step, {})
+    _start_all([flow_runner(settings)], settings, report, step, tracking)
+    report.champion = champion_version(settings)
+    if report.champion is None and train_first:
+        first_champion(settings, step)
+        report.trained_first = True
+        report.champion = champion_version(settings)
+    if report.champion is not None:
+        _start_all([bentoml_server(settings)], settings, report, step, {})
+    else:
+        step("bentoml", "skipped: no champion yet")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop every server this tool started (and only those), last started first."""
+    return [spec.name for spec in reversed(specs(settings)) if stop(spec.name, settings)]

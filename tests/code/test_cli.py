@@ -1,0 +1,37 @@
+"""The `recsys` CLI: every command documents itself, and a missing server is named, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.cli import app
+from recsys.settings import Settings, get_settings
+from tests.conftest import free_port
+
+COMMANDS = ["demo", "up", "down", "status", "train", "promote", "serve", "monitor", "simulate"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output and len(result.output) > 200
+
+
+@pytest.mark.parametrize(("command", "server"), [("train", "MLflow"), ("monitor", "Prefect"), ("simulate", "The recommendation service")])
+def test_a_server_that_is_not_running_is_named_with_the_fix(command: str, server: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PREFECT", "MLFLOW", "SERVE"):
+        monkeypatch.setenv(f"RECSYS_{name}_PORT", str(free_port()))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, [command])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert f"{server} is not reachable at http://127.0.0.1:" in text and "start it with `recsys up`" in text
+
+
+def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PREFECT", "MLFLOW", "SERVE", "EVIDENTLY"):
+        monkeypatch.setenv(f"RECSYS_{name}_PORT", str(free_port()))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["status"])
+    assert result.exit_code == 1 and result.output.count("down") >= 5
