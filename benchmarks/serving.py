@@ -1,12 +1,18 @@
 """Serving benchmark: the same champion through BentoML, through `mlflow models serve`, and a
-bare Starlette floor, each driven by wrk at concurrency 1, 16 and 64, one server at a time.
+bare Starlette floor, each driven by wrk at concurrency 1, 16 and 64.
 
 Run with `make bench-serving`. It trains a two-tower champion on Online Retail in a temporary
 RECSYS_HOME (blessed and promoted the normal way, so the ANN index is built and checked),
-measures the in-process model call, serves it three ways, then saturates the BentoML service
-for 60 s and checks that the request log has a line for every answered request. The last
-line is the summary: throughput ratios at concurrency 16, the HTTP p50 over the in-process
-call at concurrency 1, errors and lost log lines.
+measures the in-process model call, then serves it three ways with one worker each. The three
+servers are up together and wrk drives one at a time, interleaved (every server at c=1, then
+every server at c=16, ...), so that a load change on a shared machine hits all three alike
+rather than whichever happened to run last. Besides requests/s and latency it reads each
+server's CPU time per request from /proc (its whole process tree): time the server spent,
+not time it waited for a core, so that figure holds even when other work shares the machine.
+The floor answers the bytes of a real /recommend response, so all three send as much.
+Last, it saturates the BentoML service for 60 s and checks that the request log has a line
+for every answered request. The last line is the summary: throughput ratios at concurrency 16,
+the HTTP p50 over the in-process call at concurrency 1, errors and lost log lines.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,6 +37,7 @@ from recsys.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 16, 64)
+WORKERS = 1  # per server: BentoML RECSYS_SERVE_WORKERS, mlflow -w, uvicorn --workers
 
 
 def champion(settings: Settings, epochs: int | None) -> None:
@@ -68,8 +76,67 @@ def in_process(settings: Settings, user_ids: list[str]) -> float:
     return float(p50)
 
 
+def tree_stats(root: int) -> list[list[str]]:
+    """/proc stat fields (after the command name) of `root` and all its descendants.
+
+    Walked by parent pid rather than by session: BentoML's arbiter starts its workers in
+    sessions of their own, and they are what does the work.
+    """
+    stats: dict[int, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+    tree, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in stats:
+            tree.append(stats[pid])
+            frontier += [child for child, fields in stats.items() if int(fields[1]) == pid]  # field 4: ppid
+    return tree
+
+
+@dataclass
+class Target:
+    """One running server, the wrk script that drives it, and what was measured on it."""
+
+    name: str
+    url: str
+    script: Path
+    pid: int  # the process we started; its descendants count too
+    runs: dict[int, list[wrk.WrkResult]] = field(default_factory=dict)  # by concurrency, one per round
+    cpu: dict[int, list[float]] = field(default_factory=dict)  # server CPU us per request, likewise
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server's whole process tree (arbiter, workers, shells)."""
+        ticks = sum(int(f[11]) + int(f[12]) for f in tree_stats(self.pid))  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def processes(self) -> int:
+        return len(tree_stats(self.pid))
+
+    def drive(self, concurrency: int, seconds: int) -> wrk.WrkResult:
+        """One wrk run, kept with the server's CPU time per completed request beside it."""
+        before = self.cpu_seconds()
+        result = wrk.run(self.url, self.script, concurrency, seconds)
+        self.runs.setdefault(concurrency, []).append(result)
+        self.cpu.setdefault(concurrency, []).append((self.cpu_seconds() - before) * 1e6 / max(result.requests, 1))
+        return result
+
+    def result(self, concurrency: int) -> wrk.WrkResult:
+        """The rounds at one concurrency: median of each figure, errors and requests summed."""
+        runs = self.runs[concurrency]
+        med = {f: float(np.median([getattr(r, f) for r in runs])) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
+        return wrk.WrkResult(concurrency, sum(r.requests for r in runs), errors=sum(r.errors for r in runs),
+                             non_2xx=sum(r.non_2xx for r in runs), **med)  # fmt: skip
+
+    def cpu_us(self, concurrency: int) -> float:
+        return float(np.median(self.cpu[concurrency]))
+
+
 @contextmanager
-def server(name: str, command: list[str], health: str, env: dict[str, str], log: Path) -> Iterator[None]:
+def server(name: str, command: list[str], health: str, env: dict[str, str], log: Path) -> Iterator[int]:
     """Start a server in its own process group, wait until `health` answers, stop it after."""
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
@@ -79,21 +146,11 @@ def server(name: str, command: list[str], health: str, env: dict[str, str], log:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not come up; see {log}")
             time.sleep(0.5)
-        yield
+        yield proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
-
-
-def drive(name: str, url: str, script: Path, seconds: int) -> tuple[dict[int, wrk.WrkResult], int]:
-    """wrk at each concurrency after a 2 s warm-up; the results and the requests answered in all."""
-    warm = wrk.run(url, script, 16, 2)  # connection pools, lazy imports, caches
-    results = {}
-    for c in CONCURRENCY:
-        results[c] = wrk.run(url, script, c, seconds)
-        print(results[c].row(name), flush=True)
-    return results, warm.answered + sum(r.answered for r in results.values())
 
 
 def log_lines(path: Path) -> int:
@@ -102,14 +159,15 @@ def log_lines(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=10, help="per wrk run")
+    parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--saturate", type=int, default=60, help="seconds of the saturation run")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: settings)")
+    parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow and the floor take the next two")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="recsys-bench-")) / "home"
-    port = 3700
-    os.environ.update(RECSYS_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), RECSYS_SERVE_PORT=str(port),
+    os.environ.update(RECSYS_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), RECSYS_SERVE_PORT=str(args.port),
                       BENTOML_DO_NOT_TRACK="True")  # fmt: skip
     get_settings.cache_clear()
     settings = get_settings()
@@ -121,18 +179,47 @@ def main() -> None:
     users = rng.choice(model.user_ids, 450, replace=False).tolist() + [f"new-{i}" for i in range(50)]
     inproc_ms = in_process(settings, users)
     bodies = [f'{{"user_id": "{u}", "k": 10}}' for u in users]
+    mlf_bodies = [f'{{"dataframe_records": [{{"user_id": "{u}", "k": 10}}]}}' for u in users]
     # mlflow starts `uvicorn` through bash: this environment's bin must come first on PATH.
-    env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "RECSYS_SERVE_WORKERS": str(WORKERS)}  # fmt: skip
     logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True)
-    base = f"http://127.0.0.1:{port}"
+    bento_url, mlflow_url, floor_url = (f"http://127.0.0.1:{args.port + i}" for i in range(3))
+    floor_body = logs / "floor-body.json"
 
-    spec = platform.bentoml_server(settings)
-    with server("bentoml", spec.command, spec.health_url, env, logs / "bentoml.log"):
-        before = log_lines(settings.request_log)
+    with ExitStack() as stack:
+        spec = platform.bentoml_server(settings)
+        bento_pid = stack.enter_context(server("bentoml", spec.command, spec.health_url, env, logs / "bentoml.log"))
+        # The floor answers the bytes of a real answer: every server sends as much per request.
+        floor_body.write_bytes(httpx.post(f"{bento_url}/recommend", json={"user_id": users[0], "k": 10}).content)
+        mlflow_cmd = [platform.bin_path("mlflow"), "models", "serve", "-m", f"models:/{settings.registered_model}@champion",
+                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port + 1), "-w", str(WORKERS)]  # fmt: skip
+        floor_cmd = [platform.bin_path("uvicorn"), "benchmarks.floor_app:app", "--port", str(args.port + 2),
+                     "--workers", str(WORKERS), "--log-level", "warning"]  # fmt: skip
+        mlflow_pid = stack.enter_context(server("mlflow", mlflow_cmd, f"{mlflow_url}/ping", env, logs / "mlflow.log"))
+        floor_env = {**env, "RECSYS_FLOOR_BODY": str(floor_body)}
+        floor_pid = stack.enter_context(server("floor", floor_cmd, f"{floor_url}/health", floor_env, logs / "floor.log"))
         script = wrk.lua_script(bodies, "/recommend")
-        bento, answered = drive("bentoml", base, script, args.seconds)
-        saturation = wrk.run(base, script, 64, args.saturate)
+        targets = [
+            Target("bentoml", bento_url, script, bento_pid),
+            Target("mlflow", mlflow_url, wrk.lua_script(mlf_bodies, "/invocations"), mlflow_pid),
+            Target("floor", floor_url, script, floor_pid),
+        ]
+        print(f"setup: {WORKERS} worker per server (processes in each tree: "
+              + ", ".join(f"{t.name} {t.processes()}" for t in targets)
+              + f"); wrk -t min(c,2) --timeout 5s, {args.rounds} interleaved rounds of {args.seconds} s runs, medians; "
+              f"floor body {floor_body.stat().st_size} bytes = a real /recommend answer", flush=True)  # fmt: skip
+
+        before = log_lines(settings.request_log)
+        warm = {t.name: wrk.run(t.url, t.script, 16, 2) for t in targets}  # connection pools, lazy imports, caches
+        for round_ in range(args.rounds):
+            for c in CONCURRENCY:
+                for t in targets:
+                    result = t.drive(c, args.seconds)
+                    print(f"{result.row(t.name)}  cpu {t.cpu[c][-1]:>6.0f} us/req  (round {round_ + 1})", flush=True)
+        answered = warm["bentoml"].answered + sum(r.answered for runs in targets[0].runs.values() for r in runs)
+        saturation = wrk.run(bento_url, script, 64, args.saturate)
         print(saturation.row("bento60s"), flush=True)
         time.sleep(1)
         logged = log_lines(settings.request_log) - before
@@ -140,26 +227,23 @@ def main() -> None:
     lost = max(0, answered - logged)  # requests cut off when a run ends are logged, not counted: logged >= answered
     print(f"request log: {logged} lines for {answered} requests answered 2xx (wrk-counted, warm-up included)")
 
-    mlflow_cmd = [platform.bin_path("mlflow"), "models", "serve", "-m", f"models:/{settings.registered_model}@champion",
-                  "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]  # fmt: skip
-    with server("mlflow", mlflow_cmd, f"{base}/ping", env, logs / "mlflow.log"):
-        mlf_bodies = [f'{{"dataframe_records": [{{"user_id": "{u}", "k": 10}}]}}' for u in users]
-        mlflow, _ = drive("mlflow", base, wrk.lua_script(mlf_bodies, "/invocations"), args.seconds)
-
-    floor_cmd = [platform.bin_path("uvicorn"), "benchmarks.floor_app:app", "--port", str(port), "--workers", "1",
-                 "--log-level", "warning"]  # fmt: skip
-    with server("floor", floor_cmd, f"{base}/health", env, logs / "floor.log"):
-        floor, _ = drive("floor", base, script, args.seconds)
-
-    errors = sum(r.errors for r in bento.values()) + saturation.errors
-    print("\ntarget            c=16 req/s  x bentoml  p99@16 ms")
-    for name, res in (("bentoml", bento), ("mlflow", mlflow), ("floor", floor)):
-        print(f"{name:<16} {res[16].rps:>11.0f}  {res[16].rps / bento[16].rps:>9.2f}  {res[16].p99_ms:>9.2f}")
-    print(f"\nrequest log lines lost: {lost}; http p50 at c=1 {bento[1].p50_ms:.2f} ms vs in-process {inproc_ms:.3f} ms")
+    res = {t.name: {c: t.result(c) for c in CONCURRENCY} for t in targets}
+    b = res["bentoml"]
+    errors = sum(r.errors for r in b.values()) + saturation.errors
+    print(f"\nmedians over {args.rounds} rounds (errors summed); cpu = server CPU time per request")
+    for t in targets:
+        for c in CONCURRENCY:
+            print(f"{res[t.name][c].row(t.name)}  cpu {t.cpu_us(c):>6.0f} us/req")
+    print("\ntarget     c=16 req/s  x bentoml  p99@16 ms  p99@64 ms  cpu us/req@16")
+    for t in targets:
+        r16, r64 = res[t.name][16], res[t.name][64]
+        print(f"{t.name:<9} {r16.rps:>11.0f}  {r16.rps / b[16].rps:>9.2f}  {r16.p99_ms:>9.2f}  "
+              f"{r64.p99_ms:>9.2f}  {t.cpu_us(16):>13.0f}")  # fmt: skip
+    print(f"\nrequest log lines lost: {lost}; http p50 at c=1 {b[1].p50_ms:.2f} ms vs in-process {inproc_ms:.3f} ms")
     print(
-        f"serving: throughput bentoml/mlflow={bento[16].rps / mlflow[16].rps:.2f} "
-        f"bentoml/floor={bento[16].rps / floor[16].rps:.2f} p50-overhead-ms={bento[1].p50_ms - inproc_ms:.2f} "
-        f"errors={errors} lost-log-lines={lost}"
+        f"serving: throughput bentoml/mlflow={b[16].rps / res['mlflow'][16].rps:.2f} "
+        f"bentoml/floor={b[16].rps / res['floor'][16].rps:.2f} "
+        f"p50-overhead-ms={b[1].p50_ms - inproc_ms:.2f} errors={errors} lost-log-lines={lost}"
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from pydantic_core import to_json
 
 from recsys.models.base import EmbeddingModel
 from recsys.serving import index as ann
@@ -169,7 +169,8 @@ class RequestLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def append(self, record: dict) -> None:
-        data = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        """Write `record` as one compact JSON line (pydantic-core's encoder: ~5x json.dumps)."""
+        data = to_json(record) + b"\n"
         written = os.write(self._fd, data)
         if written != len(data):  # only on a full disk or similar: do not leave half a line
             raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")

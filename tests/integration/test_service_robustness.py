@@ -15,39 +15,30 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import free_port
+from tests.integration.served import served_champion
 
-from recsys import platform, registry
-from recsys.data.split import temporal_user_split
-from recsys.data.synthetic import make_synthetic
+from recsys import registry
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split
 from recsys.serving import index
-from recsys.settings import get_settings
+from recsys.settings import Settings
 from recsys.training import train
+
+
+def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
+    """Export the popularity model unblessed (it cannot beat itself), checking its exact index."""
+    candidate = train(data, split, settings, "popularity")
+    model = registry.load_version(settings, candidate.version)
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+    assert report.kind == "flat" and report.recall == 1.0
+    registry.export_to_bentoml(settings, candidate.version, ann, report)
 
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("robust") / "home"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RECSYS_HOME", str(home))
-        mp.setenv("BENTOML_HOME", str(home / "bentoml"))
-        mp.setenv("RECSYS_SERVE_PORT", str(free_port()))
-        get_settings.cache_clear()
-        settings = get_settings()
-        data = make_synthetic()
-        split = temporal_user_split(data.interactions)
-        candidate = train(data, split, settings, "popularity")  # no blessing: it cannot beat itself
-        model = registry.load_version(settings, candidate.version)
-        ann, report = index.build_checked(model.item_vectors, model.user_vectors)
-        assert report.kind == "flat" and report.recall == 1.0
-        registry.export_to_bentoml(settings, candidate.version, ann, report)
-        spec = platform.bentoml_server(settings)
-        platform.start(spec, settings)
-        try:
-            yield spec.url
-        finally:
-            platform.stop("bentoml", settings)
-            get_settings.cache_clear()
+    """The popularity champion served with no admin token configured."""
+    with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity) as running:
+        yield running.url
 
 
 LONG = "x" * 200
