@@ -1,8 +1,9 @@
 """Inputs of the sequence-aware two-tower: user histories and item content, as int/float arrays.
 
 Item index 0 is padding, so vocabulary item `j` is `j + 1` here. Histories are right-aligned
-(the most recent item last) and come with each item's age, in days, at the moment of the
-prediction: recency is what separates a sequence model from a bag of items.
+(the most recent item last) and come with each item's age, in days, counted from the
+history's last event (the user's last known event at inference): recency is what separates a
+sequence model from a bag of items.
 """
 
 from __future__ import annotations
@@ -70,22 +71,31 @@ def _windows(items: np.ndarray, days: np.ndarray, starts: np.ndarray, ends: np.n
     return hist, ages
 
 
-def training_examples(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, length: int, new_items_only: bool) -> dict[str, np.ndarray]:
+def training_examples(
+    train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, length: int, new_items_only: bool,
+    horizon: float = 0.0, seed: int = 0,
+) -> dict[str, np.ndarray]:
     """One example per event with at least one earlier event: (user, history, ages) -> item.
 
     With `new_items_only`, targets are limited to a user's first interaction with an item, the
-    same task as the evaluation protocol (which never recommends seen items).
+    same task as the evaluation protocol (which never recommends seen items). `horizon` > 0
+    cuts each example's history a random number of events (up to that share of the user's
+    events) before its target: the model then learns to predict items further ahead than the
+    next one, which is what the protocol asks (the user's last 20%, after a 10% validation
+    gap). Ages are measured from the history's own last event, exactly as at inference.
     """
     df = _ordered(train, users, item_ids)
     u, i, t = df["u"].to_numpy(), df["i"].to_numpy(), df["t"].to_numpy()
-    starts = df.groupby("u").cumcount().to_numpy()
     rows = np.arange(len(df))
-    starts = rows - starts
+    starts = rows - df.groupby("u").cumcount().to_numpy()
     keep = rows > starts
     if new_items_only:
         keep &= df.groupby(["u", "i"]).cumcount().to_numpy() == 0
     rows = rows[keep]
-    hist, ages = _windows(i, t, starts[rows], rows, t[rows], length)
+    span = np.ceil(horizon * df.groupby("u")["u"].transform("size").to_numpy()[rows]).astype(np.int64)
+    skip = np.floor(np.random.default_rng(seed).random(len(rows)) * np.maximum(span, 1)).astype(np.int64)
+    ends = np.maximum(rows - skip, starts[rows] + 1)  # at least one history event
+    hist, ages = _windows(i, t, starts[rows], ends, t[ends - 1], length)
     return {"user": u[rows].astype(np.int32), "history": hist, "ages": ages, "item": i[rows].astype(np.int32)}
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.popularity import PopularityModel
-from recsys.models.seq_features import item_content
+from recsys.models.seq_features import item_content, training_examples
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 
 SMALL = {"epochs": 10, "batch_size": 256, "embedding_dim": 32, "max_len": 20}
@@ -62,3 +63,28 @@ def test_accidental_hits_are_masked(seq_model: SeqTwoTowerModel) -> None:
 def test_pipeline_ratio_is_measured(seq_model: SeqTwoTowerModel) -> None:
     speed = seq_model.pipeline_ratio(steps=3)
     assert speed["pipeline"] > 0 and speed["cached"] > 0 and speed["ratio"] > 0
+
+
+def _one_user(days: int = 5) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    items = [f"i{k:02d}" for k in range(days)]  # sorted ids = time order
+    frame = pd.DataFrame({"user_id": "u", "item_id": items, "timestamp": pd.to_datetime("2024-01-01") + pd.to_timedelta(np.arange(days), "D")})
+    return frame, np.array(["u"]), np.array(sorted(items))
+
+
+def test_next_item_examples_are_aged_from_their_last_history_event() -> None:
+    frame, users, item_ids = _one_user()
+    ex = training_examples(frame, users, item_ids, length=3, new_items_only=True, horizon=0.0)
+    assert ex["item"].tolist() == [2, 3, 4, 5]  # every event after the first; row 0 is padding
+    assert ex["history"][1].tolist() == [0, 1, 2]  # target i2 (day 2) sees i0, i1
+    assert np.allclose(ex["ages"][1], [0.0, np.log1p(1.0), 0.0])  # i1 is the anchor: age 0, as at inference
+    assert ex["history"][3].tolist() == [2, 3, 4]  # window of the last 3
+
+
+def test_horizon_cuts_histories_before_the_target_but_keeps_one_event() -> None:
+    frame, users, item_ids = _one_user(days=20)
+    ex = training_examples(frame, users, item_ids, length=20, new_items_only=True, horizon=0.5, seed=1)
+    last = ex["history"].max(axis=1)  # items are numbered in time order here
+    assert (last < ex["item"]).all() and (last >= 1).all()
+    assert (ex["item"] - 1 - last).max() > 1  # some histories end well before their target
+    assert (ex["item"] - 1 - last).max() <= 10  # never more than horizon * 20 events back
+    assert np.allclose(ex["ages"][np.arange(len(last)), -1], 0.0)  # ages count from the anchor
