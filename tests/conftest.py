@@ -49,6 +49,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fresh_prefect_events() -> None:
+    """Flush and stop Prefect's events workers, so the next events go to the current API.
+
+    The client's events worker is one per process and keeps the API URL it was created
+    with; task-run states reach the server as events, so a test that switches to another
+    Prefect server (a deployment never does) must start a new worker.
+    """
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=30, at_exit=False)
+
+
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     """A real `prefect server start` (SQLite) on a free loopback port, for the whole session."""
@@ -67,3 +79,13 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         yield f"{spec.url}/api", settings
     finally:
         platform.stop("prefect", settings)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps an asyncio loop running in the main thread while its browser
+    is open (a session fixture); Prefect's sync calls made under a running loop return
+    coroutines instead of results, so every Prefect test after them would break.
+    """
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
