@@ -5,17 +5,12 @@ It is also the retrain deployment: a drift event starts it with the new data win
 
 from __future__ import annotations
 
-from typing import Literal
-
 from prefect import flow, get_run_logger
 
 from flows.promote import promote
 from flows.train import train_model
 from flows.validate import validate
-
-
-#: The families a pipeline may promote (popularity is the baseline every candidate must beat).
-CandidateFamily = Literal["two_tower", "seq_two_tower", "ease", "ials", "item_knn"]
+from recsys.settings import CandidateFamily
 
 
 @flow(name="pipeline")

@@ -275,12 +275,17 @@ class UpReport:
 Step = Callable[[str, str], None]
 
 
-def _start_all(batch: list[ServerSpec], settings: Settings, report: UpReport, step: Step, extra_env: dict[str, str]) -> None:
-    """Launch every server of `batch` at once, then wait for each: they start side by side."""
+def _launch_all(batch: list[ServerSpec], settings: Settings, step: Step, extra_env: dict[str, str]) -> dict[str, subprocess.Popen | None]:
+    """Launch every server of `batch` without waiting (None for one already up)."""
     procs = {}
     for spec in batch:
         step(spec.name, "starting")
         procs[spec.name] = launch(spec, settings, extra_env)
+    return procs
+
+
+def _wait_all(batch: list[ServerSpec], procs: dict[str, subprocess.Popen | None], settings: Settings, report: UpReport, step: Step) -> None:
+    """Wait for each launched server of `batch` to pass its check, and record what it did."""
     for spec in batch:
         proc = procs[spec.name]
         if proc is not None:
@@ -292,11 +297,13 @@ def _start_all(batch: list[ServerSpec], settings: Settings, report: UpReport, st
 def first_champion(settings: Settings, step: Step) -> None:
     """Run the pipeline flow once (gate, train, bless, promote) on `settings.dataset`.
 
-    It runs against the platform (tracked by the MLflow server, recorded by the Prefect
+    The family is `settings.first_champion_family` (EASE by default: closed form, so the
+    service answers within the platform's first two minutes; a deep run from the Prefect UI
+    replaces it once it ranks better). It runs against the platform (tracked by the MLflow server, recorded by the Prefect
     server), so it shows in both UIs like any later run. Output goes to its log file.
     """
-    step("pipeline", "training a first champion")
-    cmd = [sys.executable, "-m", "flows.run", "pipeline", f"dataset={settings.dataset}"]
+    step("pipeline", f"training a first champion ({settings.first_champion_family})")
+    cmd = [sys.executable, "-m", "flows.run", "pipeline", f"dataset={settings.dataset}", f"family={settings.first_champion_family}"]
     env = {**os.environ, **platform_env(settings)}
     with log_path(settings, "first-champion").open("ab") as log:
         code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -308,24 +315,29 @@ def first_champion(settings: Settings, step: Step) -> None:
 def up(settings: Settings, step: Step = lambda name, state: None, train_first: bool = True) -> UpReport:
     """Bring the whole platform up; reuse what already runs.
 
-    Prefect, MLflow and Evidently start side by side; then the flow runner (it needs Prefect);
-    then, if the registry has no champion yet and `train_first`, one pipeline run makes one;
-    then the BentoML service serves it. Without a champion the service is left out.
+    Prefect, MLflow and Evidently start side by side. Once Prefect and MLflow answer, the
+    flow runner starts and, if the registry has no champion yet and `train_first`, one
+    pipeline run trains a first one meanwhile; then the BentoML service serves the champion.
+    Without a champion the service is left out.
     """
     started = time.monotonic()
     report = UpReport()
     settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
     tracking = platform_env(settings)
     tracking = {k: tracking[k] for k in ("MLFLOW_TRACKING_URI", "RECSYS_MLFLOW_TRACKING_URI")}
-    _start_all([prefect_server(settings), mlflow_server(settings), evidently_ui(settings)], settings, report, step, {})
-    _start_all([flow_runner(settings)], settings, report, step, tracking)
+    prefect, mlflow, evidently, runner = prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings)
+    procs = _launch_all([prefect, mlflow, evidently], settings, step, {})
+    _wait_all([prefect, mlflow], procs, settings, report, step)
+    procs |= _launch_all([runner], settings, step, tracking)
     report.champion = champion_version(settings)
     if report.champion is None and train_first:
         first_champion(settings, step)
         report.trained_first = True
         report.champion = champion_version(settings)
+    _wait_all([evidently, runner], procs, settings, report, step)
     if report.champion is not None:
-        _start_all([bentoml_server(settings)], settings, report, step, {})
+        bentoml = bentoml_server(settings)
+        _wait_all([bentoml], _launch_all([bentoml], settings, step, {}), settings, report, step)
     else:
         step("bentoml", "skipped: no champion yet")
     report.seconds = time.monotonic() - started

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recsys.monitoring.policy import PolicyConfig
+
+#: The families a pipeline may promote (popularity is the baseline every candidate must beat).
+CandidateFamily = Literal["two_tower", "seq_two_tower", "ease", "ials", "item_knn"]
 
 
 class Settings(BaseSettings):
@@ -25,6 +29,10 @@ class Settings(BaseSettings):
         default=Path("../shared/data"), description="Copies of public datasets (tests, benchmarks)"
     )
     dataset: str = Field(default="online-retail", description="Default dataset of the demo")
+    first_champion_family: CandidateFamily = Field(
+        default="ease",
+        description="Family `recsys up` trains when the registry has no champion (EASE: closed form, seconds, strong)",
+    )
 
     host: str = Field(default="127.0.0.1", description="Interface every local server binds")
     prefect_port: int = Field(default=4200, description="Prefect server (API and UI) port")

@@ -40,7 +40,8 @@ def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Pa
     base = platform.mlflow_server(platform_up.settings).url
     experiment = httpx.get(f"{base}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "recsys"}).json()
     page.goto(f"{base}/#/experiments/{experiment['experiment']['experiment_id']}/runs")
-    for name in ("two_tower-shop", "popularity-shop"):
+    compared = (f"{platform_up.settings.first_champion_family}-shop", "popularity-shop")  # both from `recsys up`
+    for name in compared:
         row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True)).first
         row.get_by_role("checkbox", name=re.compile("toggle row selection")).check()
     page.get_by_role("button", name="Compare").click()
@@ -72,7 +73,7 @@ def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Pa
     newest = {}  # the table lists newest first, so the rows checked above are each name's newest run
     for run in httpx.post(f"{base}/api/2.0/mlflow/runs/search", json=search).json()["runs"]:
         name = run["info"]["run_name"]
-        if name in ("two_tower-shop", "popularity-shop") and run["info"]["start_time"] > newest.get(name, {"info": {"start_time": 0}})["info"]["start_time"]:
+        if name in compared and run["info"]["start_time"] > newest.get(name, {"info": {"start_time": 0}})["info"]["start_time"]:
             newest[name] = run
     runs = list(newest.values())
     logged = {f"{m['value']:.3f}".rstrip("0") for r in runs for m in r["data"]["metrics"] if m["key"] == "test_ndcg_at_10"}
