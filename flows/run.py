@@ -1,8 +1,8 @@
 """Run one flow in this process from the command line: `python -m flows.run <flow> key=value ...`.
 
-The CLI (`recsys monitor`, `recsys up`'s first training) runs flows as such children, so the
-library never imports Prefect and each child starts with the platform's environment. Values
-are read as JSON when they parse (`epochs=3`, `window=500`), else kept as strings.
+The CLI (`recsys monitor`) runs flows as such children, so the library never imports
+Prefect and each child starts with the platform's environment. Values are read as JSON
+when they parse (`epochs=3`, `window=500`), else kept as strings.
 """
 
 from __future__ import annotations

@@ -94,7 +94,13 @@ def up(
             fail(str(error))
     console.print(f"platform up in {report.seconds:.0f}s; logs and pids in {settings.run_dir}")
     show_status(settings)
-    if report.champion is None:
+    if report.champion is None and report.trained_first:
+        console.print(
+            f"[yellow]no champion yet[/]: the first {settings.first_champion_family} candidate was not blessed "
+            f"(see {platform.log_path(settings, 'first-champion')}); run the `pipeline` deployment (Prefect UI) "
+            "with another family, or set RECSYS_FIRST_CHAMPION_FAMILY, then `recsys serve`"
+        )
+    elif report.champion is None:
         console.print("[yellow]no champion yet[/]: run the `pipeline` deployment (Prefect UI) or `recsys train`, then `recsys serve`")
 
 

@@ -294,31 +294,41 @@ def _wait_all(batch: list[ServerSpec], procs: dict[str, subprocess.Popen | None]
         step(spec.name, report.servers[spec.name])
 
 
-def first_champion(settings: Settings, step: Step) -> None:
-    """Run the pipeline flow once (gate, train, bless, promote) on `settings.dataset`.
+def launch_first_champion(settings: Settings) -> subprocess.Popen:
+    """Start `flows.first_champion` beside the servers; its output goes to its log file.
 
-    The family is `settings.first_champion_family` (EASE by default: closed form, so the
-    service answers within the platform's first two minutes; a deep run from the Prefect UI
-    replaces it once it ranks better). It runs against the platform (tracked by the MLflow server, recorded by the Prefect
-    server), so it shows in both UIs like any later run. Output goes to its log file.
+    It trains (gate, train, bless, promote on `settings.dataset` with
+    `settings.first_champion_family`) only if the registry has no champion once MLflow
+    answers. It runs against the platform (tracked by the MLflow server, recorded by the
+    Prefect server), so it shows in both UIs like any later run. The default family, iALS,
+    trains and promotes in seconds; a deep run from the Prefect UI replaces it once it ranks
+    better.
     """
-    step("pipeline", f"training a first champion ({settings.first_champion_family})")
-    cmd = [sys.executable, "-m", "flows.run", "pipeline", f"dataset={settings.dataset}", f"family={settings.first_champion_family}"]
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **platform_env(settings)}
     with log_path(settings, "first-champion").open("ab") as log:
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if code != 0:
+        return subprocess.Popen([sys.executable, "-m", "flows.first_champion"], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def finish_first_champion(settings: Settings, proc: subprocess.Popen) -> None:
+    """Wait for the first-champion child; raise, pointing at its log, if it failed."""
+    if (code := proc.wait()) != 0:
         raise RuntimeError(f"the first pipeline run failed (exit {code}); see {log_path(settings, 'first-champion')}")
-    step("pipeline", "done")
+
+
+def surely_no_champion(settings: Settings) -> bool:
+    """True when the registry cannot hold a champion yet: the embedded MLflow database is absent."""
+    return settings.mlflow_backend_store_uri is None and not settings.mlflow_db.exists()
 
 
 def up(settings: Settings, step: Step = lambda name, state: None, train_first: bool = True) -> UpReport:
     """Bring the whole platform up; reuse what already runs.
 
-    Prefect, MLflow and Evidently start side by side. Once Prefect and MLflow answer, the
-    flow runner starts and, if the registry has no champion yet and `train_first`, one
-    pipeline run trains a first one meanwhile; then the BentoML service serves the champion.
-    Without a champion the service is left out.
+    Prefect and MLflow start side by side; the Evidently UI and the flow runner as soon as
+    they answer (on 2 cores, starting all at once only slows the first two). If `train_first`
+    and the registry has no champion, the first-champion child trains one meanwhile; on a
+    fresh home it starts beside Prefect and MLflow (its imports take as long as their start).
+    The BentoML service starts last, for the champion; without one it is left out.
     """
     started = time.monotonic()
     report = UpReport()
@@ -326,14 +336,24 @@ def up(settings: Settings, step: Step = lambda name, state: None, train_first: b
     tracking = platform_env(settings)
     tracking = {k: tracking[k] for k in ("MLFLOW_TRACKING_URI", "RECSYS_MLFLOW_TRACKING_URI")}
     prefect, mlflow, evidently, runner = prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings)
-    procs = _launch_all([prefect, mlflow, evidently], settings, step, {})
-    _wait_all([prefect, mlflow], procs, settings, report, step)
-    procs |= _launch_all([runner], settings, step, tracking)
-    report.champion = champion_version(settings)
-    if report.champion is None and train_first:
-        first_champion(settings, step)
-        report.trained_first = True
+    procs = _launch_all([prefect, mlflow], settings, step, {})
+    trainer = launch_first_champion(settings) if train_first and surely_no_champion(settings) else None
+    try:
+        _wait_all([prefect, mlflow], procs, settings, report, step)
+        procs |= _launch_all([evidently], settings, step, {}) | _launch_all([runner], settings, step, tracking)
         report.champion = champion_version(settings)
+        if trainer is None and train_first and report.champion is None:
+            trainer = launch_first_champion(settings)
+        if trainer is not None:
+            report.trained_first = report.champion is None
+            step("pipeline", f"training a first champion ({settings.first_champion_family})")
+            finish_first_champion(settings, trainer)
+            step("pipeline", "done")
+            report.champion = champion_version(settings)
+    finally:
+        if trainer is not None and trainer.poll() is None:  # a server failed to start: stop waiting for it
+            trainer.kill()
+            trainer.wait()
     _wait_all([evidently, runner], procs, settings, report, step)
     if report.champion is not None:
         bentoml = bentoml_server(settings)

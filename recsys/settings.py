@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     )
     dataset: str = Field(default="online-retail", description="Default dataset of the demo")
     first_champion_family: CandidateFamily = Field(
-        default="ease",
-        description="Family `recsys up` trains when the registry has no champion (EASE: closed form, seconds, strong)",
+        default="ials",
+        description="Family `recsys up` trains when the registry has no champion (iALS: seconds to train and promote)",
     )
 
     host: str = Field(default="127.0.0.1", description="Interface every local server binds")
@@ -106,7 +106,12 @@ class Settings(BaseSettings):
     @property
     def backend_store_uri(self) -> str:
         """The MLflow server's database: the configured one, else the sqlite file under home."""
-        return self.mlflow_backend_store_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+        return self.mlflow_backend_store_uri or f"sqlite:///{self.mlflow_db.resolve()}"
+
+    @property
+    def mlflow_db(self) -> Path:
+        """The embedded MLflow database file (used when no backend store is configured)."""
+        return self.home / "mlflow.db"
 
     @property
     def artifacts_dir(self) -> Path:

@@ -61,6 +61,9 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "RECSYS_SERVE_PORT": str(free_port()),
         "RECSYS_EVIDENTLY_PORT": str(free_port()),
         **{f"RECSYS_{k.upper()}": str(v) for k, v in SMALL_TRAINING.items()},
+        # The synthetic shop's planted signal is one the two-tower learns; untuned iALS loses to
+        # popularity there, so the default first champion (iALS) would not be blessed.
+        "RECSYS_FIRST_CHAMPION_FAMILY": "two_tower",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PREFECT_", "MLFLOW_", "BENTOML_"))}
     env.update(overrides, COLUMNS="200")  # a wide terminal: rich tables print URLs whole

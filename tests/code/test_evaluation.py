@@ -16,6 +16,7 @@ from recsys.evaluation import (
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
+    top_k_stable,
 )
 from recsys.models.base import EmbeddingModel, build_seen
 
@@ -104,3 +105,12 @@ def test_evaluate_adds_intervals_and_curves_rise_with_k() -> None:
     curve = metric_curve(model, test, max_k=3)
     assert len(curve["recall"]) == 3 and curve["recall"] == sorted(curve["recall"])
     assert curve["recall"][-1] == pytest.approx(1.0)
+
+
+def test_top_k_matches_a_stable_full_sort_with_ties_and_excluded_items() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 4, (40, 120)).astype(np.float32)  # few distinct values: ties everywhere
+    scores[rng.random(scores.shape) < 0.3] = -np.inf  # excluded items
+    for k in (1, 10, 20, 200):
+        expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        assert [row.tolist() for row in top_k_stable(scores, k)] == expected.tolist()
