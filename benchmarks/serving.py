@@ -1,5 +1,6 @@
 """Serving benchmark: the same champion through BentoML, through `mlflow models serve`, and a
-bare Starlette floor, each driven by wrk at concurrency 1, 16 and 64.
+bare Starlette floor, each driven by wrk at concurrency 1, 16 and 64; beside them BentoML's
+own minimum (`benchmarks/bento_min.py`: a BentoML service answering a constant body).
 
 Run with `make bench-serving`. It trains a two-tower champion on Online Retail in a temporary
 RECSYS_HOME (blessed and promoted the normal way, so the ANN index is built and checked),
@@ -9,7 +10,8 @@ every server at c=16, ...), so that a load change on a shared machine hits all t
 rather than whichever happened to run last. Besides requests/s and latency it reads each
 server's CPU time per request from /proc (its whole process tree): time the server spent,
 not time it waited for a core, so that figure holds even when other work shares the machine.
-The floor answers the bytes of a real /recommend response, so all three send as much.
+The floor and BentoML's minimum answer the bytes of a real /recommend response, so all send
+as much.
 Last, it saturates the BentoML service for 60 s and checks that the request log has a line
 for every answered request. The last line is the summary: throughput ratios at concurrency 16,
 the HTTP p50 over the in-process call at concurrency 1, errors and lost log lines.
@@ -163,7 +165,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--saturate", type=int, default=60, help="seconds of the saturation run")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: settings)")
-    parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow and the floor take the next two")
+    parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow, the floor and BentoML's minimum take the next three")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="recsys-bench-")) / "home"
@@ -185,7 +187,7 @@ def main() -> None:
            "RECSYS_SERVE_WORKERS": str(WORKERS)}  # fmt: skip
     logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True)
-    bento_url, mlflow_url, floor_url = (f"http://127.0.0.1:{args.port + i}" for i in range(3))
+    bento_url, mlflow_url, floor_url, minimum_url = (f"http://127.0.0.1:{args.port + i}" for i in range(4))
     floor_body = logs / "floor-body.json"
 
     with ExitStack() as stack:
@@ -200,11 +202,15 @@ def main() -> None:
         mlflow_pid = stack.enter_context(server("mlflow", mlflow_cmd, f"{mlflow_url}/ping", env, logs / "mlflow.log"))
         floor_env = {**env, "RECSYS_FLOOR_BODY": str(floor_body)}
         floor_pid = stack.enter_context(server("floor", floor_cmd, f"{floor_url}/health", floor_env, logs / "floor.log"))
+        minimum_cmd = [platform.bin_path("bentoml"), "serve", "benchmarks.bento_min:Minimal", "--host", "127.0.0.1",
+                       "--port", str(args.port + 3)]  # fmt: skip
+        minimum_pid = stack.enter_context(server("bento-min", minimum_cmd, f"{minimum_url}/readyz", floor_env, logs / "bento-min.log"))
         script = wrk.lua_script(bodies, "/recommend")
         targets = [
             Target("bentoml", bento_url, script, bento_pid),
             Target("mlflow", mlflow_url, wrk.lua_script(mlf_bodies, "/invocations"), mlflow_pid),
             Target("floor", floor_url, script, floor_pid),
+            Target("bento-min", minimum_url, script, minimum_pid),
         ]
         print(f"setup: {WORKERS} worker per server (processes in each tree: "
               + ", ".join(f"{t.name} {t.processes()}" for t in targets)
@@ -240,6 +246,8 @@ def main() -> None:
         print(f"{t.name:<9} {r16.rps:>11.0f}  {r16.rps / b[16].rps:>9.2f}  {r16.p99_ms:>9.2f}  "
               f"{r64.p99_ms:>9.2f}  {t.cpu_us(16):>13.0f}")  # fmt: skip
     print(f"\nrequest log lines lost: {lost}; http p50 at c=1 {b[1].p50_ms:.2f} ms vs in-process {inproc_ms:.3f} ms")
+    print(f"bentoml's own minimum: bentoml/bento-min={b[16].rps / res['bento-min'][16].rps:.2f} "
+          f"bento-min/floor={res['bento-min'][16].rps / res['floor'][16].rps:.2f} (throughput at c=16)")  # fmt: skip
     print(
         f"serving: throughput bentoml/mlflow={b[16].rps / res['mlflow'][16].rps:.2f} "
         f"bentoml/floor={b[16].rps / res['floor'][16].rps:.2f} "
