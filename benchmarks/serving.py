@@ -143,11 +143,8 @@ def server(name: str, command: list[str], health: str, env: dict[str, str], log:
     with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while not platform.is_healthy(health):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not come up; see {log}")
-            time.sleep(0.5)
+        if not platform.poll(lambda: platform.is_healthy(health), 180, proc):
+            raise RuntimeError(f"{name} did not come up; see {log}")
         yield proc.pid
     finally:
         if proc.poll() is None:

@@ -9,7 +9,6 @@ registry still has no champion. Run as `python -m flows.first_champion`.
 from __future__ import annotations
 
 import json
-import time
 
 from flows.pipeline import pipeline
 from recsys import platform
@@ -20,11 +19,8 @@ def wait_for_servers(timeout_s: float = 300.0) -> None:
     """Block until Prefect and MLflow answer (they start beside us); raise if they never do."""
     settings = get_settings()
     needed = [platform.prefect_server(settings), platform.mlflow_server(settings)]
-    deadline = time.monotonic() + timeout_s
-    while not all(platform.is_healthy(spec.health_url) for spec in needed):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Prefect and MLflow did not answer within {timeout_s:.0f}s; see {settings.run_dir}")
-        time.sleep(0.5)
+    if not platform.poll(lambda: all(platform.is_healthy(spec.health_url) for spec in needed), timeout_s):
+        raise TimeoutError(f"Prefect and MLflow did not answer within {timeout_s:.0f}s; see {settings.run_dir}")
 
 
 def main() -> None:

@@ -150,6 +150,18 @@ def is_healthy(url: str) -> bool:
         return False
 
 
+def poll(ready: Callable[[], bool], timeout: float, proc: subprocess.Popen | None = None) -> bool:
+    """Check `ready` every half second: True once it holds; False at `timeout` or once `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while proc is None or proc.poll() is None:
+        if ready():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return False
+
+
 def is_up(spec: ServerSpec, settings: Settings) -> bool:
     """Whether `spec` answers, by the liveness rule it declares."""
     if spec.liveness is Liveness.PID_AND_HTTP and running_pid(settings, spec.name) is None:
@@ -204,14 +216,11 @@ def launch(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | Non
 
 def wait_ready(spec: ServerSpec, settings: Settings, proc: subprocess.Popen) -> None:
     """Wait until `spec` passes its liveness check; stop it and raise if it exits or times out."""
-    deadline = time.monotonic() + spec.start_timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _pid_file(settings, spec.name).unlink(missing_ok=True)
-            raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {log_path(settings, spec.name)}")
-        if is_up(spec, settings):
-            return
-        time.sleep(0.5)
+    if poll(lambda: is_up(spec, settings), spec.start_timeout, proc):
+        return
+    if proc.poll() is not None:
+        _pid_file(settings, spec.name).unlink(missing_ok=True)
+        raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {log_path(settings, spec.name)}")
     stop(spec.name, settings)
     raise TimeoutError(f"{spec.name} did not answer {spec.health_url} within {spec.start_timeout:.0f}s; see {log_path(settings, spec.name)}")
 
@@ -333,14 +342,12 @@ def up(settings: Settings, step: Step = lambda name, state: None, train_first: b
     started = time.monotonic()
     report = UpReport()
     settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
-    tracking = platform_env(settings)
-    tracking = {k: tracking[k] for k in ("MLFLOW_TRACKING_URI", "RECSYS_MLFLOW_TRACKING_URI")}
     prefect, mlflow, evidently, runner = prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings)
     procs = _launch_all([prefect, mlflow], settings, step, {})
     trainer = launch_first_champion(settings) if train_first and surely_no_champion(settings) else None
     try:
         _wait_all([prefect, mlflow], procs, settings, report, step)
-        procs |= _launch_all([evidently], settings, step, {}) | _launch_all([runner], settings, step, tracking)
+        procs |= _launch_all([evidently], settings, step, {}) | _launch_all([runner], settings, step, platform_env(settings))
         report.champion = champion_version(settings)
         if trainer is None and train_first and report.champion is None:
             trainer = launch_first_champion(settings)
