@@ -1,11 +1,13 @@
 """A sequence-aware two-tower retrieval model in Keras 3, trained with in-batch softmax.
 
-User tower: the user's recent items (id embeddings shared with the item tower) plus position
-and recency (age in days) go through a small transformer block; its most-recent output, a
-mean of the history and a user-id embedding feed an MLP. Item tower: id embedding plus
-title words, category and price bucket, so catalogue items never trained on still get a
-vector from their content. Objective: from a history cut up to `horizon` of the user's
-events before the target, predict that target (a future window, not only the next item).
+User tower: the user's `max_len` recent items (id embeddings shared with the item tower) plus
+position and recency (age in days) go through a small transformer block; its most-recent
+output, a mean over a longer history (`bag_len` items: long-time raters' whole taste) and a
+user-id embedding feed an MLP. Item tower: id embedding plus title tokens (words, and a
+film's release year and decade), category and price bucket, so catalogue items never
+trained on still get a vector from their content. Objective: from a history cut up to
+`horizon` of the user's events before the target, predict that target (a future window,
+not only the next item).
 Loss: in-batch softmax with log-Q correction and accidental hits removed (keras-rs layers).
 Written with `keras.ops`; only the input pipeline and the distribution strategy are TensorFlow.
 """
@@ -28,12 +30,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EpochCallback = Callable[[int, dict[str, float], EmbeddingModel], None]
 DEFAULTS = {
-    "embedding_dim": 64, "max_len": 50, "heads": 2, "dropout": 0.2, "epochs": 8, "batch_size": 512,
+    "embedding_dim": 64, "max_len": 50, "bag_len": 200, "heads": 2, "dropout": 0.2, "epochs": 8, "batch_size": 512,
     "learning_rate": 0.002, "temperature": 0.1, "new_items_only": True, "horizon": 0.3, "xla": False, "seed": 42,
 }  # fmt: skip
 # horizon 0.3: train to predict items up to 30% of a user's events ahead, the span of the
 # protocol's validation gap + test; next-item only (0.0) scored test NDCG@10 0.077 on
 # ml-latest-small against 0.090 with 0.3, and 0.034 against 0.069 on Online Retail.
+# bag_len 200 (was 50) and year tokens: validation NDCG@10 on ml-latest-small 0.102 -> 0.106 -> 0.109.
 
 
 def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: ANN202
@@ -89,7 +92,8 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
             return ops.normalize(ops.cast(self.item_mlp(self.drop(features, training=training)), "float32"), axis=-1)
 
         def embed_users(self, inputs, training=False):  # noqa: ANN001, ANN201
-            history = inputs["history"]
+            long = inputs["history"]  # the last bag_len items; the transformer reads the last max_len
+            history = long[:, -int(p["max_len"]) :]
             mask = ops.not_equal(history, 0)
             fmask = ops.cast(ops.expand_dims(mask, -1), self.compute_dtype)
             seq = self.item_id(history) + self.position(ops.arange(ops.shape(history)[1]))
@@ -97,7 +101,8 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
             attended = self.attention(seq, seq, attention_mask=ops.logical_and(ops.expand_dims(mask, 1), ops.expand_dims(mask, 2)), training=training)
             x = self.norm1(seq + self.drop(attended, training=training))
             x = self.norm2(x + self.drop(self.ffn(x), training=training)) * fmask
-            bag = ops.sum(self.item_id(history) * fmask, axis=1) / (ops.sum(fmask, axis=1) + 1.0)
+            lmask = ops.cast(ops.expand_dims(ops.not_equal(long, 0), -1), self.compute_dtype)
+            bag = ops.sum(self.item_id(long) * lmask, axis=1) / (ops.sum(lmask, axis=1) + 1.0)
             features = ops.concatenate([x[:, -1, :], bag, self.user_id(inputs["user"])], axis=-1)
             return ops.normalize(ops.cast(self.user_mlp(self.drop(features, training=training)), "float32"), axis=-1)
 
@@ -149,14 +154,15 @@ class SeqTwoTowerModel(FittedModel):
 
     def _prepare(self, train: pd.DataFrame, items: pd.DataFrame) -> None:
         p = self.params
+        self._length = max(int(p["max_len"]), int(p["bag_len"]))
         self._users, self._item_ids = vocabularies(train, items)
         self._content = item_content(items, self._item_ids, set(train[ITEM_COL]))
         self._examples = training_examples(
-            train, self._users, self._item_ids, int(p["max_len"]), bool(p["new_items_only"]), float(p["horizon"]), int(p["seed"])
+            train, self._users, self._item_ids, self._length, bool(p["new_items_only"]), float(p["horizon"]), int(p["seed"]), int(p["max_len"])
         )
         counts = np.bincount(self._examples["item"], minlength=len(self._item_ids) + 1).astype(np.float32)
         self._examples["q"] = (counts / max(counts.sum(), 1.0))[self._examples["item"]]
-        self._histories = user_histories(train, self._users, self._item_ids, int(p["max_len"]))
+        self._histories = user_histories(train, self._users, self._item_ids, self._length, int(p["max_len"]))
         self._pop = item_popularity(train, self._item_ids)
         self._seen = build_seen(train, self._users, self._item_ids)
 

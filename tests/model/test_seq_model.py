@@ -10,7 +10,7 @@ from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.popularity import PopularityModel
-from recsys.models.seq_features import item_content, training_examples
+from recsys.models.seq_features import title_tokens, item_content, training_examples, user_histories
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 
 SMALL = {"epochs": 10, "batch_size": 256, "embedding_dim": 32, "max_len": 20}
@@ -88,3 +88,18 @@ def test_horizon_cuts_histories_before_the_target_but_keeps_one_event() -> None:
     assert (ex["item"] - 1 - last).max() > 1  # some histories end well before their target
     assert (ex["item"] - 1 - last).max() <= 10  # never more than horizon * 20 events back
     assert np.allclose(ex["ages"][np.arange(len(last)), -1], 0.0)  # ages count from the anchor
+
+
+def test_long_histories_age_only_their_recent_part() -> None:
+    frame, users, item_ids = _one_user(days=6)
+    ex = training_examples(frame, users, item_ids, length=4, new_items_only=True, horizon=0.0, aged=2)
+    assert ex["history"].shape == (5, 4) and ex["ages"].shape == (5, 2)
+    assert ex["history"][4].tolist() == [2, 3, 4, 5]  # target i5 sees its last 4 events
+    assert np.allclose(ex["ages"][4], [np.log1p(1.0), 0.0])  # ages of the 2 most recent
+    hist = user_histories(frame, users, item_ids, length=4, aged=2)
+    assert hist["history"][0].tolist() == [3, 4, 5, 6] and hist["ages"].shape == (1, 2)
+
+
+def testtitle_tokens_carry_release_year_and_decade() -> None:
+    assert title_tokens("Toy Story (1995)") == ["1995", "1990s", "toy", "story"]
+    assert title_tokens("SET OF 3 CAKE TINS") == ["set", "of", "cake", "tins"] and title_tokens(None) == []
