@@ -71,14 +71,14 @@ def _ordered(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray) -> pd
 
 
 def _windows(
-    items: np.ndarray, days: np.ndarray, starts: np.ndarray, ends: np.ndarray, now: np.ndarray, length: int, aged: int
+    items: np.ndarray, days: np.ndarray, starts: np.ndarray, ends: np.ndarray, now: np.ndarray, length: int, aged: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `length` events before each end (exclusive), not before its start; ages of the last `aged`, relative to `now`."""
+    """The `length` events before each end (exclusive), not before its start; ages of the last `aged` (default all), relative to `now`."""
     idx = ends[:, None] - np.arange(length, 0, -1)[None, :]
     valid = idx >= starts[:, None]
     safe = np.clip(idx, 0, None)
     hist = np.where(valid, items[safe], 0).astype(np.int32)
-    recent, valid = safe[:, -aged:], valid[:, -aged:]
+    recent, valid = safe[:, -(aged or length) :], valid[:, -(aged or length) :]
     ages = np.where(valid, np.log1p(np.maximum(now[:, None] - days[recent], 0.0)), 0.0).astype(np.float32)
     return hist, ages
 
@@ -110,7 +110,7 @@ def training_examples(
     span = np.ceil(horizon * df.groupby("u")["u"].transform("size").to_numpy()[rows]).astype(np.int64)
     skip = np.floor(np.random.default_rng(seed).random(len(rows)) * np.maximum(span, 1)).astype(np.int64)
     ends = np.maximum(rows - skip, starts[rows] + 1)  # at least one history event
-    hist, ages = _windows(i, t, starts[rows], ends, t[ends - 1], length, aged or length)
+    hist, ages = _windows(i, t, starts[rows], ends, t[ends - 1], length, aged)
     return {"user": u[rows].astype(np.int32), "history": hist, "ages": ages, "item": i[rows].astype(np.int32)}
 
 
@@ -122,5 +122,5 @@ def user_histories(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray,
     starts = ends - counts
     t = df["t"].to_numpy()
     now = t[np.maximum(ends - 1, 0)] if len(t) else np.zeros(len(users))
-    hist, ages = _windows(df["i"].to_numpy(), t, starts, ends, now, length, aged or length)
+    hist, ages = _windows(df["i"].to_numpy(), t, starts, ends, now, length, aged)
     return {"user": np.arange(len(users), dtype=np.int32), "history": hist, "ages": ages}

@@ -154,15 +154,15 @@ class SeqTwoTowerModel(FittedModel):
 
     def _prepare(self, train: pd.DataFrame, items: pd.DataFrame) -> None:
         p = self.params
-        self._length = max(int(p["max_len"]), int(p["bag_len"]))
+        length = max(int(p["max_len"]), int(p["bag_len"]))  # the bag reads further back than the transformer
         self._users, self._item_ids = vocabularies(train, items)
         self._content = item_content(items, self._item_ids, set(train[ITEM_COL]))
         self._examples = training_examples(
-            train, self._users, self._item_ids, self._length, bool(p["new_items_only"]), float(p["horizon"]), int(p["seed"]), int(p["max_len"])
+            train, self._users, self._item_ids, length, bool(p["new_items_only"]), float(p["horizon"]), int(p["seed"]), int(p["max_len"])
         )
         counts = np.bincount(self._examples["item"], minlength=len(self._item_ids) + 1).astype(np.float32)
         self._examples["q"] = (counts / max(counts.sum(), 1.0))[self._examples["item"]]
-        self._histories = user_histories(train, self._users, self._item_ids, self._length, int(p["max_len"]))
+        self._histories = user_histories(train, self._users, self._item_ids, length, int(p["max_len"]))
         self._pop = item_popularity(train, self._item_ids)
         self._seen = build_seen(train, self._users, self._item_ids)
 

@@ -10,7 +10,7 @@ from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.popularity import PopularityModel
-from recsys.models.seq_features import title_tokens, item_content, training_examples, user_histories
+from recsys.models.seq_features import item_content, title_tokens, training_examples, user_histories
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 
 SMALL = {"epochs": 10, "batch_size": 256, "embedding_dim": 32, "max_len": 20}
