@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean up down loop test-browser test-infra browser-deps
+.PHONY: install demo test clean up down loop test-browser test-infra browser-deps java-deps
 
 install: $(STAMP)
 
@@ -24,7 +24,11 @@ demo: install
 browser-deps:
 	command -v chromium >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y chromium; }
 
-test: install browser-deps
+# The GX Spark engine (RECSYS_GX_ENGINE=spark and its tests) runs pyspark, which needs a Java runtime.
+java-deps:
+	command -v java >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y openjdk-17-jre-headless; }
+
+test: install browser-deps java-deps
 	$(BIN)/python -m pytest
 
 # Every UI on 127.0.0.1 (Prefect, MLflow, BentoML, Evidently) and the flow runner; `make down` stops them.
@@ -61,6 +65,7 @@ bench-quality: install
 	$(BIN)/python -m benchmarks.quality
 
 .PHONY: bench-scale
-# Multi-worker steps/s (1 vs 2 workers) and the data path at 10M synthetic interactions.
-bench-scale: install
+# The data path at 1M, 5M and 20M synthetic interactions, the index at 1M items, Spark GX,
+# and 1 vs 2 workers (about an hour on 2 cores; `--sizes`, `--index-items`, `--no-workers`).
+bench-scale: install java-deps
 	$(BIN)/python -m benchmarks.scale

@@ -265,3 +265,19 @@ def test_suites_dir_override(small: Dataset, tmp_path: Path) -> None:
     (suites / "items.json").write_text(json.dumps(items))
     with pytest.raises(ValueError, match="expectations are valid"):
         load_suites(suites)
+
+
+def test_fast_path_keeps_mixed_type_columns_failing(small: Dataset, tmp_path: Path) -> None:
+    """All-string object columns go to GX as Arrow strings (fast); a column mixing ints and strs
+    stays object, so `expect_column_values_to_be_of_type(user_id)` still sees the int and fails."""
+    from recsys.validation import _arrow_strings
+
+    fast = _arrow_strings(small.interactions)
+    assert str(fast[USER_COL].dtype) == "string" and small.interactions[USER_COL].dtype == object
+    assert fast[USER_COL].tolist() == small.interactions[USER_COL].tolist()
+    mixed = small.interactions.astype({USER_COL: object})
+    mixed.loc[4, USER_COL] = 12
+    assert _arrow_strings(mixed)[USER_COL].dtype == object
+    result = validate_dataset(mixed, small.items, tmp_path / "docs")
+    assert checks(result) == {"interactions: expect_column_values_to_be_of_type(user_id)"}, result.failed
+    assert "1 of 500 rows, e.g. ['12']" in result.failed[0]
