@@ -70,16 +70,86 @@ def _ordered(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray) -> pd
     return df[(df["u"] >= 0) & (df["i"] > 0)].sort_values(["u", "t"], kind="stable").reset_index(drop=True)
 
 
-def _windows(
-    items: np.ndarray, days: np.ndarray, starts: np.ndarray, ends: np.ndarray, now: np.ndarray, length: int, aged: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The `length` events before each end (exclusive), not before its start; ages of the last `aged` (default all), relative to `now`."""
+@dataclass
+class Sequences:
+    """Every user's training events in time order, flat: user k's are rows starts[k]:ends[k].
+
+    Days stay float64: float32 has ~1.5 min of resolution at today's ~20,000 days since 1970,
+    which would move log1p(age) of recent events by ~1e-3; float64 ages match to the bit.
+    Positions are int32 (TensorFlow gathers them ~30% faster than int64): up to 2^31 events.
+    """
+
+    items: np.ndarray  # int32 (events,): vocabulary item + 1
+    days: np.ndarray  # float64 (events,): event time in days since 1970
+    starts: np.ndarray  # int32 (users,)
+    ends: np.ndarray  # int32 (users,)
+
+
+def sequences(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray) -> Sequences:
+    """Each known user's events on known items, sorted by (user, time): memory grows with events only."""
+    df = _ordered(train, users, item_ids)
+    if len(df) >= 2**31:
+        raise ValueError(f"{len(df)} events: int32 positions hold at most 2^31 - 1")
+    counts = np.bincount(df["u"].to_numpy(), minlength=len(users))
+    ends = np.cumsum(counts).astype(np.int32)
+    return Sequences(df["i"].to_numpy().astype(np.int32), df["t"].to_numpy(), ends - counts.astype(np.int32), ends)
+
+
+@dataclass
+class Examples:
+    """Training examples as cut points into `Sequences`, not windows: a few ints per example.
+
+    Example k predicts `item[k]` for `user[k]` from that user's events before row `end[k]`
+    (exclusive); its history window is cut when it is read (`windows`, or the model's input
+    pipeline), so memory grows with examples, not with examples x history length.
+    """
+
+    user: np.ndarray  # int32 (examples,)
+    end: np.ndarray  # int32 (examples,)
+    item: np.ndarray  # int32 (examples,)
+
+    def take(self, rows: np.ndarray) -> Examples:
+        """These examples, in the order of `rows`."""
+        return Examples(self.user[rows], self.end[rows], self.item[rows])
+
+
+def examples(seqs: Sequences, new_items_only: bool, horizon: float = 0.0, seed: int = 0) -> Examples:
+    """One example per event with at least one earlier event of its user: (user, events before end) -> item.
+
+    With `new_items_only`, targets are limited to a user's first interaction with an item, the
+    same task as the evaluation protocol (which never recommends seen items). `horizon` > 0
+    cuts each example's history a random number of events (up to that share of the user's
+    events) before its target: the model then learns to predict items further ahead than the
+    next one, which is what the protocol asks (the user's last 20%, after a 10% validation
+    gap).
+    """
+    counts = seqs.ends - seqs.starts
+    u = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+    rows = np.arange(len(u), dtype=np.int32)
+    starts = seqs.starts[u]
+    keep = rows > starts
+    if new_items_only:
+        keep &= ~pd.DataFrame({"u": u, "i": seqs.items}).duplicated().to_numpy()
+    rows = rows[keep]
+    span = np.ceil(horizon * counts[u[rows]]).astype(np.int32)
+    skip = np.floor(np.random.default_rng(seed).random(len(rows)) * np.maximum(span, 1)).astype(np.int32)
+    ends = np.maximum(rows - skip, starts[rows] + 1)  # at least one history event
+    return Examples(u[rows], ends, seqs.items[rows])
+
+
+def windows(seqs: Sequences, users: np.ndarray, ends: np.ndarray, length: int, aged: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The `length` events of each user before its end (exclusive); ages of the last `aged` (default all).
+
+    Ages are log1p(days) counted from the window's own last event, exactly as at inference,
+    where a user's window ends at their last known event.
+    """
     idx = ends[:, None] - np.arange(length, 0, -1)[None, :]
-    valid = idx >= starts[:, None]
+    valid = idx >= seqs.starts[users][:, None]
     safe = np.clip(idx, 0, None)
-    hist = np.where(valid, items[safe], 0).astype(np.int32)
+    hist = np.where(valid, seqs.items[safe], 0).astype(np.int32)
     recent, valid = safe[:, -(aged or length) :], valid[:, -(aged or length) :]
-    ages = np.where(valid, np.log1p(np.maximum(now[:, None] - days[recent], 0.0)), 0.0).astype(np.float32)
+    now = seqs.days[np.maximum(ends - 1, 0)] if len(seqs.days) else np.zeros(len(ends))
+    ages = np.where(valid, np.log1p(np.maximum(now[:, None] - seqs.days[recent], 0.0)), 0.0).astype(np.float32)
     return hist, ages
 
 
@@ -87,40 +157,21 @@ def training_examples(
     train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, length: int, new_items_only: bool,
     horizon: float = 0.0, seed: int = 0, aged: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """One example per event with at least one earlier event: (user, history, ages) -> item.
+    """`examples` with their windows materialised: (user, history, ages) -> item, one row each.
 
     Histories hold the `length` events before the cut; ages cover the last `aged` of them
     (all by default): the sequence encoder reads those, the rest only feeds a bag of items.
-
-    With `new_items_only`, targets are limited to a user's first interaction with an item, the
-    same task as the evaluation protocol (which never recommends seen items). `horizon` > 0
-    cuts each example's history a random number of events (up to that share of the user's
-    events) before its target: the model then learns to predict items further ahead than the
-    next one, which is what the protocol asks (the user's last 20%, after a 10% validation
-    gap). Ages are measured from the history's own last event, exactly as at inference.
+    examples x length ints: the reference the model's input pipeline is tested against, too
+    large to train from at scale (the pipeline cuts the same windows batch by batch).
     """
-    df = _ordered(train, users, item_ids)
-    u, i, t = df["u"].to_numpy(), df["i"].to_numpy(), df["t"].to_numpy()
-    rows = np.arange(len(df))
-    starts = rows - df.groupby("u").cumcount().to_numpy()
-    keep = rows > starts
-    if new_items_only:
-        keep &= df.groupby(["u", "i"]).cumcount().to_numpy() == 0
-    rows = rows[keep]
-    span = np.ceil(horizon * df.groupby("u")["u"].transform("size").to_numpy()[rows]).astype(np.int64)
-    skip = np.floor(np.random.default_rng(seed).random(len(rows)) * np.maximum(span, 1)).astype(np.int64)
-    ends = np.maximum(rows - skip, starts[rows] + 1)  # at least one history event
-    hist, ages = _windows(i, t, starts[rows], ends, t[ends - 1], length, aged)
-    return {"user": u[rows].astype(np.int32), "history": hist, "ages": ages, "item": i[rows].astype(np.int32)}
+    seqs = sequences(train, users, item_ids)
+    ex = examples(seqs, new_items_only, horizon, seed)
+    hist, ages = windows(seqs, ex.user, ex.end, length, aged)
+    return {"user": ex.user, "history": hist, "ages": ages, "item": ex.item}
 
 
-def user_histories(train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, length: int, aged: int | None = None) -> dict[str, np.ndarray]:
+def user_histories(seqs: Sequences, length: int, aged: int | None = None) -> dict[str, np.ndarray]:
     """Every user's last `length` training events, the last `aged` aged relative to the user's last event."""
-    df = _ordered(train, users, item_ids)
-    counts = np.bincount(df["u"].to_numpy(), minlength=len(users))
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    t = df["t"].to_numpy()
-    now = t[np.maximum(ends - 1, 0)] if len(t) else np.zeros(len(users))
-    hist, ages = _windows(df["i"].to_numpy(), t, starts, ends, now, length, aged)
-    return {"user": np.arange(len(users), dtype=np.int32), "history": hist, "ages": ages}
+    users = np.arange(len(seqs.ends), dtype=np.int32)
+    hist, ages = windows(seqs, users, seqs.ends, length, aged)
+    return {"user": users, "history": hist, "ages": ages}

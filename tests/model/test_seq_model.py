@@ -10,7 +10,7 @@ from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.popularity import PopularityModel
-from recsys.models.seq_features import item_content, title_tokens, training_examples, user_histories
+from recsys.models.seq_features import item_content, sequences, title_tokens, training_examples, user_histories
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 
 SMALL = {"epochs": 10, "batch_size": 256, "embedding_dim": 32, "max_len": 20}
@@ -96,7 +96,7 @@ def test_long_histories_age_only_their_recent_part() -> None:
     assert ex["history"].shape == (5, 4) and ex["ages"].shape == (5, 2)
     assert ex["history"][4].tolist() == [2, 3, 4, 5]  # target i5 sees its last 4 events
     assert np.allclose(ex["ages"][4], [np.log1p(1.0), 0.0])  # ages of the 2 most recent
-    hist = user_histories(frame, users, item_ids, length=4, aged=2)
+    hist = user_histories(sequences(frame, users, item_ids), length=4, aged=2)
     assert hist["history"][0].tolist() == [3, 4, 5, 6] and hist["ages"].shape == (1, 2)
 
 
