@@ -1,22 +1,26 @@
-"""Scale benchmark: multi-worker training speed and the data path at up to 10M interactions.
+"""Scale benchmark: the data path at 1M, 5M and 20M synthetic interactions, Spark GX, 1 vs 2 workers.
 
-1. Training steps/s of the sequence two-tower (the multi-worker family) on 1 worker and on a
-   2-worker MultiWorkerMirrored cluster on loopback, through `python -m recsys.worker`: the
-   program Kubernetes runs on GPU pods. Same global batch, so the same steps per epoch.
-2. The data path at 1M, 3M and 10M synthetic interactions, each size in its own child process
-   so peak memory (ru_maxrss) is that size's alone: GX validation time (recsys.validation, both
-   suites), feature preparation time and tf.data throughput of the model's real input pipeline
-   (its first 1000 batches of 1024; up to PIPELINE_MAX_ROWS), and peak RSS after each stage.
-Run: `make bench-scale` (`python -m benchmarks.scale [--sizes 1000000,3000000]`).
+Data path, each size in its own child process so peak memory (ru_maxrss) is that size's alone:
+generate a realistic shop into a dataset store (recsys.data.synthetic_store: power-law
+popularity, sessions, repeat purchases, new items over time), validate it a file at a time with
+GX on pandas (recsys.validation_store), split it per user in time, build the sequence model's
+vocabularies and per-user sequences, measure the input pipeline against the same batches cached
+(training steps/s; the ratio), train 200 steps, export and evaluate on a fixed sample of test
+users, build the checked faiss index, and read the peak RSS after each stage. Pipeline figures
+are taken after the shuffle buffer has filled, three times interleaved, median and spread.
+The Spark GX check validates the bundled Online Retail and a corrupt copy on a local Spark and
+compares with the pandas engine. The worker figure interleaves 1-, 2-, 1-, 2-worker runs.
+Run: `make bench-scale` (`python -m benchmarks.scale [--sizes 1000000,5000000,20000000] [--no-workers]`).
+The last line is the summary the scale issue names.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,101 +28,156 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from recsys.schemas import CATEGORY_COL, EVENT_COL, INTERACTION_COLUMNS, ITEM_COL, PRICE_COL, TITLE_COL, TS_COL, USER_COL, WEIGHT_COL
 
-SIZES = (1_000_000, 3_000_000, 10_000_000)
+SIZES = (1_000_000, 5_000_000, 20_000_000)
+PIPELINE = {"batch_size": 1024, "max_len": 20, "bag_len": 50, "embedding_dim": 32}
+WARM_BATCHES, TIMED_BATCHES, RATIO_STEPS, REPEATS = 20, 200, 40, 3
+TRAIN_STEPS = 200
+EVAL_USERS = 10_000
+INDEX_ITEMS = 1_000_000  # the issue's catalogue size for the index memory check
 TRAIN_USERS = 3000  # recsys.data.synthetic shop for the steps/s runs: about 90k interactions
 TRAIN_PARAMS = {"epochs": 3, "batch_size": 1024, "embedding_dim": 64, "max_len": 20}
-PIPELINE = {"batch_size": 1024, "max_len": 20}
-PIPELINE_BATCHES = 1000  # throughput over the first 1M examples: the shuffle-buffer fill included
-CHILD_TIMEOUT_S = 1200
-# The pipeline shuffles over the whole dataset (buffer = every example): about 1.5 GiB per 1M
-# examples measured at 1M, so 10M would need ~15 GiB on a 23 GiB machine shared with others.
-PIPELINE_MAX_ROWS = 3_000_000
+CHILD_TIMEOUT_S = 3600
+STAGES = ("generate", "validate", "split", "features", "pipeline", "train", "evaluate", "index")
 
 
-def large_synthetic(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`n` canonical interactions, vectorised (recsys.data.synthetic loops per event: too slow here).
-
-    Users about n/30 (30 events each, like the small shop), items n/500, Zipf popularity,
-    second-resolution times over two years; duplicates of (user, item, time) dropped.
-    """
-    rng = np.random.default_rng(seed)
-    n_users, n_items = max(n // 30, 10), max(n // 500, 50)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    items = rng.choice(n_items, n, p=popularity / popularity.sum())
-    users = rng.integers(0, n_users, n)
-    start = np.datetime64("2023-01-01T00:00:00", "ns")
-    seconds = rng.integers(0, 2 * 365 * 86400, n).astype("timedelta64[s]").astype("timedelta64[ns]")
-    user_names, item_names = np.char.add("u", np.arange(n_users).astype(str)), np.char.add("i", np.arange(n_items).astype(str))
-    interactions = pd.DataFrame(
-        {
-            USER_COL: pd.Series(user_names[users], dtype=object),
-            ITEM_COL: pd.Series(item_names[items], dtype=object),
-            TS_COL: start + seconds,
-            EVENT_COL: "purchase",
-            WEIGHT_COL: rng.integers(1, 6, n).astype("float64"),
-        }
-    )
-    interactions = interactions.drop_duplicates([USER_COL, ITEM_COL, TS_COL])[INTERACTION_COLUMNS].sort_values(TS_COL)
-    categories = rng.integers(0, 50, n_items)
-    catalogue = pd.DataFrame(
-        {
-            ITEM_COL: item_names.astype(object),
-            TITLE_COL: [f"item {i} of category {c}" for i, c in enumerate(categories)],
-            CATEGORY_COL: [f"c{c}" for c in categories],
-            PRICE_COL: np.round(rng.lognormal(1.0, 0.6, n_items), 2),
-        }
-    )
-    return interactions.reset_index(drop=True), catalogue
-
-
-def _peak_mib() -> float:
+def _peak_gib() -> float:
     """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def data_path(n: int) -> dict[str, float]:
-    """In a child process: generate, validate, prepare features and run one pipeline epoch."""
+class Stages:
+    """Seconds and peak RSS after each named stage of one data-path run."""
+
+    def __init__(self) -> None:
+        self.row: dict[str, float] = {}
+
+    def __call__(self, name: str, start: float) -> None:
+        self.row[f"{name}_s"] = time.perf_counter() - start
+        self.row[f"{name}_peak_gib"] = _peak_gib()
+
+
+def data_path(n: int, folder: Path) -> dict[str, float]:
+    """In a child process: every stage of the data path at `n` interactions."""
+    import tensorflow as tf
+
+    from recsys.data.split import temporal_user_split
+    from recsys.data.synthetic_store import write_synthetic_store
+    from recsys.evaluation import evaluate
     from recsys.models.seq_two_tower import SeqTwoTowerModel
-    from recsys.validation import validate_dataset
+    from recsys.schemas import ITEM_COL, TS_COL, USER_COL
+    from recsys.serving.index import build_checked
+    from recsys.validation_store import validate_store
 
-    row: dict[str, float] = {"interactions": float(n)}
+    stage = Stages()
     start = time.perf_counter()
-    interactions, items = large_synthetic(n)
-    row.update(rows=float(len(interactions)), generate_s=time.perf_counter() - start, peak_data_mib=_peak_mib())
-    with tempfile.TemporaryDirectory() as docs:
-        start = time.perf_counter()
-        result = validate_dataset(interactions, items, Path(docs), max_timestamp="2026-01-01")
-        row.update(validate_s=time.perf_counter() - start, valid=float(result.success), peak_validate_mib=_peak_mib())
+    snap = write_synthetic_store(folder / "shop", n)
+    stage("generate", start)
+    stage.row.update(rows=float(snap.rows))
+
+    import great_expectations  # noqa: F401 - its import (seconds, once per process) is not validation throughput
+
+    start = time.perf_counter()
+    checked = validate_store(snap, folder / "docs", max_rows=100_000_000, max_timestamp="2030-01-01")
+    stage("validate", start)
+    stage.row.update(valid=float(checked.success), gx_rows_per_s=checked.rows_checked / stage.row["validate_s"])
+
+    start = time.perf_counter()
+    split = temporal_user_split(snap.read(columns=[USER_COL, ITEM_COL, TS_COL]))
+    items = snap.items()
+    stage("split", start)
+
+    start = time.perf_counter()
     model = SeqTwoTowerModel(**PIPELINE)
+    model.prepare(split.train, items)
+    stage("features", start)
+    stage.row.update(examples=float(model.n_examples))
+
     start = time.perf_counter()
-    model._prepare(interactions, items)  # the features fit() builds: vocabularies, history windows
-    row.update(features_s=time.perf_counter() - start, peak_features_mib=_peak_mib())
-    del interactions
-    if n > PIPELINE_MAX_ROWS:  # its full-size shuffle buffer would not fit beside the other engineers' jobs
-        return {**row, "pipeline_s": math.nan, "examples_per_s": math.nan, "peak_pipeline_mib": row["peak_features_mib"]}
+    rates, ratios = [], []
+    for _ in range(REPEATS):  # examples/s of the pipeline alone, then training steps/s: pipeline vs cached
+        batches = iter(model.dataset())
+        for _ in range(WARM_BATCHES):  # past the shuffle buffer's fill
+            next(batches)
+        timed = time.perf_counter()
+        examples = sum(int(next(batches)["item"].shape[0]) for _ in range(TIMED_BATCHES))
+        rates.append(examples / (time.perf_counter() - timed))
+        ratios.append(model.pipeline_ratio(RATIO_STEPS)["ratio"])
+    stage("pipeline", start)
+    stage.row.update(
+        examples_per_s=statistics.median(rates), examples_per_s_spread=max(rates) - min(rates),
+        pipeline_ratio=statistics.median(ratios), pipeline_ratio_spread=max(ratios) - min(ratios),
+    )  # fmt: skip
+
     start = time.perf_counter()
-    examples = sum(int(batch["item"].shape[0]) for batch in model.dataset().take(PIPELINE_BATCHES))
-    seconds = time.perf_counter() - start
-    row.update(pipeline_s=seconds, examples_per_s=examples / seconds, peak_pipeline_mib=_peak_mib())
-    return row
+    model.keras_model.fit(model.dataset().take(TRAIN_STEPS), epochs=1, verbose=0)
+    stage("train", start)
+
+    start = time.perf_counter()
+    exported = model.export_now()
+    metrics = evaluate(exported, split.test, ks=(10,), bootstrap=200, max_users=EVAL_USERS)
+    stage("evaluate", start)
+    stage.row.update(ndcg_at_10=metrics["ndcg_at_10"], ndcg_lo=metrics["ndcg_at_10_lo"], ndcg_hi=metrics["ndcg_at_10_hi"],
+                     eval_users=metrics["n_users"], test_users=metrics["n_test_users"], items=float(exported.n_items))  # fmt: skip
+
+    start = time.perf_counter()
+    _, report = build_checked(exported.item_vectors, exported.user_vectors)
+    stage("index", start)
+    stage.row.update(index_recall=report.recall)
+    del tf
+    return {**stage.row, "interactions": float(n), "total_s": sum(stage.row[f"{s}_s"] for s in STAGES)}
 
 
-def _child(n: int) -> dict[str, float] | str:
+def index_build(n_items: int, dim: int = 64) -> dict[str, float]:
+    """In a child process: the promotion's checked faiss index over `n_items` unit vectors."""
+    from recsys.serving.index import build_checked
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(n_items, dim)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    users = rng.normal(size=(2000, dim)).astype(np.float32)
+    before, start = _peak_gib(), time.perf_counter()
+    _, report = build_checked(items, users)
+    return {"items": float(n_items), "seconds": time.perf_counter() - start, "recall": report.recall,
+            "vectors_gib": items.nbytes / 1024**3, "peak_gib": _peak_gib(), "peak_before_gib": before}  # fmt: skip
+
+
+def _child(n: int, flag: str = "--child") -> dict[str, float] | str:
     """Run `data_path(n)` in a fresh interpreter; its JSON row, or why it did not finish."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.scale", "--child", str(n)],
+            [sys.executable, "-m", "benchmarks.scale", flag, str(n)],
             capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         return f"did not finish in {CHILD_TIMEOUT_S}s"
     if done.returncode != 0:
-        return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+        return f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-3:]}"
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def spark_check() -> tuple[bool, str]:
+    """The suites on a local Spark and on pandas, bundled Online Retail and a corrupt copy: same verdicts?"""
+    from recsys.data.ingest import load_online_retail
+    from recsys.schemas import USER_COL, WEIGHT_COL
+    from recsys.validation import validate_dataset
+
+    data = load_online_retail()
+    corrupt = data.interactions.copy()
+    corrupt.loc[corrupt.index[:5], WEIGHT_COL] = -1.0
+    corrupt.loc[corrupt.index[5:8], USER_COL] = None
+    verdicts = {}
+    with tempfile.TemporaryDirectory() as docs:
+        for name, frame in (("valid", data.interactions), ("corrupt", corrupt)):
+            for engine in ("pandas", "spark"):
+                start = time.perf_counter()
+                result = validate_dataset(frame, data.items, Path(docs) / f"{name}-{engine}", engine=engine)
+                verdicts[name, engine] = (result.success, sorted(": ".join(f.split(": ")[:2]) for f in result.failed), time.perf_counter() - start)
+    same = all(verdicts[name, "pandas"][:2] == verdicts[name, "spark"][:2] for name in ("valid", "corrupt"))
+    ok = same and verdicts["valid", "spark"][0] and not verdicts["corrupt", "spark"][0]
+    detail = ", ".join(f"{name}/{engine} {'pass' if v[0] else 'fail'} {len(v[1])} failed {v[2]:.1f}s" for (name, engine), v in verdicts.items())
+    return ok, detail
 
 
 def training_speed(workers: int, home: Path) -> dict:
@@ -143,57 +202,80 @@ def training_speed(workers: int, home: Path) -> dict:
         reports.append(json.loads(out.strip().splitlines()[-1]))
     chief = reports[0]
     warm = sorted(chief["epoch_seconds"][1:])
-    steps_per_s = chief["steps_per_epoch"] / warm[len(warm) // 2]
-    return {"workers": workers, "steps_per_epoch": chief["steps_per_epoch"], "steps_per_s": steps_per_s,
-            "examples_per_s": steps_per_s * TRAIN_PARAMS["batch_size"], "fit_s": chief["fit_seconds"],
-            "ndcg_at_10": chief["metrics"]["ndcg_at_10"], "loss": chief["loss"][-1]}  # fmt: skip
+    return {"workers": workers, "steps_per_s": chief["steps_per_epoch"] / warm[len(warm) // 2], "ndcg_at_10": chief["metrics"]["ndcg_at_10"]}
+
+
+def _workers() -> None:
+    """1 vs 2 workers, interleaved (1, 2, 1, 2) so both see the same machine load."""
+    print(f"\n== training: seq two-tower, synthetic shop ({TRAIN_USERS} users), {json.dumps(TRAIN_PARAMS)}; interleaved runs ==", flush=True)
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as home:
+        for repeat in range(2):
+            for workers in (1, 2):
+                s = training_speed(workers, Path(home) / str(repeat))
+                runs[workers].append(s["steps_per_s"])
+                print(f"run {repeat + 1}: {workers} worker(s) {s['steps_per_s']:.2f} steps/s, NDCG@10 {s['ndcg_at_10']:.4f}", flush=True)
+    one, two = statistics.median(runs[1]), statistics.median(runs[2])
+    print(f"workers: 1 → {one:.2f} steps/s, 2 → {two:.2f} steps/s (x{two / one:.2f}, median of {len(runs[1])} each)", flush=True)
+
+
+def _index_line(r: dict[str, float]) -> str:
+    return (f"HNSW built and checked in {r['seconds']:.0f}s, recall@100 {r['recall']:.3f}, vectors {r['vectors_gib']:.2f} GiB, "
+            f"peak RSS {r['peak_gib']:.2f} GiB (before the build {r['peak_before_gib']:.2f} GiB)")  # fmt: skip
+
+
+def _print_table(rows: dict[int, dict[str, float] | str]) -> None:
+    print(f"\n== data path ({json.dumps(PIPELINE)}): seconds per stage, then peak RSS (GiB) after it ==")
+    print(f"{'interactions':>12} " + " ".join(f"{s[:8]:>8}" for s in STAGES) + f" {'total':>7} {'GX rows/s':>10} {'ex/s':>8} {'ratio':>6} {'peak':>6}")
+    for n, row in rows.items():
+        if isinstance(row, str):
+            print(f"{n:>12,} {row}")
+            continue
+        seconds = " ".join(f"{row[f'{s}_s']:>8.1f}" for s in STAGES)
+        print(f"{n:>12,} {seconds} {row['total_s']:>7.1f} {row['gx_rows_per_s']:>10,.0f} {row['examples_per_s']:>8,.0f} "
+              f"{row['pipeline_ratio']:>6.2f} {row['index_peak_gib']:>6.2f}")  # fmt: skip
+        print(f"{'peak GiB':>12} " + " ".join(f"{row[f'{s}_peak_gib']:>8.2f}" for s in STAGES))
+        print(f"{'':>12} rows {row['rows']:,.0f}, examples {row['examples']:,.0f}, items {row['items']:,.0f}; "
+              f"ex/s spread {row['examples_per_s_spread']:,.0f}, ratio spread {row['pipeline_ratio_spread']:.2f}; "
+              f"NDCG@10 {row['ndcg_at_10']:.4f} [{row['ndcg_lo']:.4f}, {row['ndcg_hi']:.4f}] on {row['eval_users']:,.0f} of "
+              f"{row['test_users']:,.0f} test users after {TRAIN_STEPS} steps; index recall@100 {row['index_recall']:.3f}", flush=True)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="interactions per data-path run")
+    parser.add_argument("--no-workers", action="store_true", help="skip the 1-vs-2-worker runs")
+    parser.add_argument("--index-items", type=int, default=INDEX_ITEMS, help="items of the index-build check (0: skip)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--index-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.index_child is not None:
+        print(json.dumps(index_build(args.index_child)), flush=True)
+        return
     if args.child is not None:
-        print(json.dumps(data_path(args.child)), flush=True)
+        with tempfile.TemporaryDirectory() as folder:
+            print(json.dumps(data_path(args.child, Path(folder))), flush=True)
         return
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
-    print("\n== training: seq two-tower, synthetic shop "
-          f"({TRAIN_USERS} users), {json.dumps(TRAIN_PARAMS)}; steady-state epochs (export included) ==")  # fmt: skip
-    print(f"{'workers':>7} {'steps/ep':>8} {'steps/s':>8} {'examples/s':>11} {'fit s':>7} {'ndcg@10':>8} {'loss':>6}", flush=True)
-    speeds = []
-    with tempfile.TemporaryDirectory() as home:
-        for workers in (1, 2):
-            s = training_speed(workers, Path(home))
-            speeds.append(s)
-            print(f"{s['workers']:>7} {s['steps_per_epoch']:>8} {s['steps_per_s']:>8.2f} {s['examples_per_s']:>11.0f} "
-                  f"{s['fit_s']:>7.1f} {s['ndcg_at_10']:>8.4f} {s['loss']:>6.3f}", flush=True)  # fmt: skip
-    print(f"\n== data path: one child process per size; pipeline = seq two-tower tf.data, {json.dumps(PIPELINE)} ==")
-    print(f"{'interactions':>12} {'gen s':>6} {'GX s':>7} {'GX rows/s':>10} {'feat s':>7} {'tf.data ex/s':>12} "
-          f"{'peak data':>10} {'peak GX':>8} {'peak all':>9}", flush=True)  # fmt: skip
-    rows = {}
+    rows: dict[int, dict[str, float] | str] = {}
     for n in (int(x) for x in args.sizes.split(",")):
-        row = _child(n)
-        rows[n] = row
-        if isinstance(row, str):
-            print(f"{n:>12,} {row}", flush=True)
-            continue
-        rate = "skipped" if math.isnan(row["examples_per_s"]) else f"{row['examples_per_s']:.0f}"
-        print(f"{n:>12,} {row['generate_s']:>6.1f} {row['validate_s']:>7.1f} {row['rows'] / row['validate_s']:>10.0f} "
-              f"{row['features_s']:>7.1f} {rate:>12} {row['peak_data_mib']:>8.0f}Mi "
-              f"{row['peak_validate_mib']:>6.0f}Mi {row['peak_pipeline_mib']:>7.0f}Mi", flush=True)  # fmt: skip
+        rows[n] = _child(n)
+        _print_table({n: rows[n]})
+    _print_table(rows)
+    if args.index_items:
+        built = _child(args.index_items, "--index-child")
+        print(f"\nindex at {args.index_items:,} items: {built if isinstance(built, str) else _index_line(built)}", flush=True)
+    spark_ok, detail = spark_check()
+    print(f"\nSpark GX (local[2]) vs pandas: {detail}")
+    if not args.no_workers:
+        _workers()
     done = {n: r for n, r in rows.items() if not isinstance(r, str)}
-    largest = max((n for n, r in done.items() if not math.isnan(r["examples_per_s"])), default=None)
-    summary = f"summary: steps/s 1 worker {speeds[0]['steps_per_s']:.2f}, 2 workers {speeds[1]['steps_per_s']:.2f} " \
-              f"(x{speeds[1]['steps_per_s'] / speeds[0]['steps_per_s']:.2f})"  # fmt: skip
-    if largest:
-        r = done[largest]
-        summary += (f"; at {largest:,} interactions: GX {r['validate_s']:.0f}s, tf.data {r['examples_per_s']:,.0f} ex/s, "
-                    f"peak {r['peak_pipeline_mib'] / 1024:.1f} GiB")  # fmt: skip
-    if done and max(done) != largest:
-        r = done[max(done)]
-        summary += f"; at {max(done):,}: GX {r['validate_s']:.0f}s, features {r['features_s']:.0f}s, peak {r['peak_features_mib'] / 1024:.1f} GiB"
-    print("\n" + summary)
+    if not done:
+        raise SystemExit("no size finished")
+    largest = done[max(done)]
+    growth = done[max(done)]["total_s"] / done[5_000_000]["total_s"] if 5_000_000 in done and max(done) > 5_000_000 else float("nan")
+    print(f"scale: rows={max(done)} peak-rss-gib={largest['index_peak_gib']:.2f} gx-rows-per-s={largest['gx_rows_per_s']:.0f} "
+          f"pipeline-ratio={largest['pipeline_ratio']:.2f} growth-5m-to-20m={growth:.2f} spark-gx={'pass' if spark_ok else 'fail'}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -5,12 +5,24 @@ It is also the retrain deployment: a drift event starts it with the new data win
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 
 from flows.promote import promote
 from flows.train import train_model
 from flows.validate import validate
-from recsys.settings import CandidateFamily
+from recsys.data.ingest import as_store
+from recsys.settings import CandidateFamily, get_settings
+
+
+@task
+def dataset_store(dataset: str) -> str:
+    """Where every later task reads the data: a dataset store (a named dataset is ingested once)."""
+    settings = get_settings()
+    snap = as_store(dataset, settings.shared_data_dir, settings.datasets_dir)
+    if snap is None:
+        return dataset  # a plain file: read (and gated) as it is
+    get_run_logger().info("dataset store %s: %d interactions in %d files, digest %s", snap.root, snap.rows, len(snap.files), snap.digest)
+    return str(snap.root)
 
 
 @flow(name="pipeline")
@@ -24,7 +36,7 @@ def pipeline(
     """Gate the data, train, and promote the candidate if it is blessed.
 
     Args:
-        dataset: online-retail, ml-100k, ml-latest-small, or a .csv/.parquet path
+        dataset: online-retail, ml-100k, ml-latest-small, a dataset store folder, or a .csv/.parquet path
         train_until: only interactions before this time (ISO date); empty for all
         epochs: training epochs of the neural families; empty for the configured default
         reason: why this run happens (a drift event fills it in)
@@ -32,6 +44,7 @@ def pipeline(
     """
     logger = get_run_logger()
     logger.info("pipeline of %s on %s up to %s (reason: %s)", family, dataset, train_until or "the end", reason)
+    dataset = dataset_store(dataset)  # tasks then read only the months and columns they need
     validation = validate(dataset, train_until)
     baseline = train_model(dataset, train_until, "popularity", None, validation)
     candidate = train_model(dataset, train_until, family, epochs, validation)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
 from recsys.data.ingest import load_dataset
+from recsys.data.store import is_store, snapshot
 from recsys.settings import get_settings
 from recsys.validation import ValidationResult, gate, validate_dataset
+from recsys.validation_store import validate_store
 
 
 @task
 def run_suites(dataset: str, train_until: str | None) -> ValidationResult:
     settings = get_settings()
+    if is_store(Path(dataset)):  # new files only; the ones that passed before are in the store's ledger
+        checked = validate_store(snapshot(Path(dataset)), settings.gx_dir / "store", engine=settings.gx_engine)
+        return checked.as_result()
     data = load_dataset(dataset, settings.shared_data_dir, train_until)
-    return validate_dataset(data.interactions, data.items, settings.gx_dir)
+    return validate_dataset(data.interactions, data.items, settings.gx_dir, engine=settings.gx_engine)
 
 
 @flow(name="validate")

@@ -1,6 +1,7 @@
 """`recsys`: the command line for people (the Makefile calls the same commands).
 
-`up`/`down`/`status` manage the local platform (recsys.platform). `train`, `promote`, `serve`
+`up`/`down`/`status` manage the local platform (recsys.platform). `synth` writes a synthetic
+dataset store of any size. `train`, `promote`, `serve`
 and `simulate` are thin calls into recsys/ against the running platform; `demo` and `monitor`
 run flows in a child process (`python -m flows.<name>`, `python -m flows.run`), so this library
 never imports Prefect and each child starts with the platform's environment. A command that
@@ -165,6 +166,25 @@ def train(
     console.print(f"run {result.run_id}, version {result.version or '(not registered)'}: {metrics}")
     if result.version:
         console.print(f"promote it with `recsys promote {result.version}`")
+
+
+@app.command()
+def synth(
+    path: Annotated[str, typer.Argument(help="Folder of the new dataset store (Parquet by month)")],
+    rows: Annotated[int, typer.Option(help="Interactions to generate")] = 5_000_000,
+    months: Annotated[int, typer.Option(help="Months they span")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Write a synthetic shop of any size into a dataset store; its path is a dataset name for every flow."""
+    from pathlib import Path
+
+    from recsys.data.synthetic_store import write_synthetic_store
+
+    if Path(path).exists() and any(Path(path).iterdir()):
+        fail(f"{path} exists and is not empty; choose a new folder")
+    snap = write_synthetic_store(Path(path), rows, months=months, seed=seed)
+    console.print(f"{snap.rows:,} interactions in {len(snap.files)} monthly files under {path} (digest {snap.digest})")
+    console.print(f"train on it from the Prefect UI's pipeline run form with dataset = {Path(path).resolve()}")
 
 
 @app.command()

@@ -138,14 +138,15 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = 200, seed: int =
 
 def evaluate(
     model: EmbeddingModel, test: pd.DataFrame, ks: Sequence[int] = KS, bootstrap: int = 0, seed: int = 0,
-    exclude: pd.DataFrame | None = None,
+    exclude: pd.DataFrame | None = None, max_users: int | None = None,
 ) -> dict[str, float]:
     """Mean of every metric@k over the test users, plus coverage and mean popularity of recs.
 
     With `bootstrap` > 0, each metric also gets `<metric>_lo`/`<metric>_hi`: a 95% bootstrap
-    interval over users, so two runs can be compared with their noise in view.
+    interval over users, so two runs can be compared with their noise in view. Above
+    `max_users` test users, a fixed random sample of them is ranked (`sample_users`).
     """
-    truth = test.groupby(USER_COL)[ITEM_COL].agg(set)
+    truth = sample_users(test.groupby(USER_COL, observed=True)[ITEM_COL].agg(set), max_users, seed)
     users = truth.index.tolist()
     recs = recommend_ids(model, users, max(ks), exclude=exclude)
     result: dict[str, float] = {}
@@ -159,12 +160,30 @@ def evaluate(
     percentile = {i: p for i, p in zip(model.item_ids.tolist(), model.popularity_percentile.tolist())}
     result["avg_popularity"] = float(np.mean([percentile[i] for r in top_k for i in r])) if distinct else 0.0
     result["n_users"] = float(len(users))
+    result["n_test_users"] = float(test[USER_COL].nunique())
     return result
 
 
-def metric_curve(model: EmbeddingModel, test: pd.DataFrame, max_k: int = 20, names: Sequence[str] = ("ndcg", "recall")) -> dict[str, list[float]]:
+def sample_users(truth: pd.Series, max_users: int | None, seed: int = 0) -> pd.Series:
+    """`truth` (indexed by user id) for at most `max_users` users: a fixed random sample.
+
+    Full ranking costs users × items; past a few hundred thousand users a sample of them
+    measures the same mean, with its bootstrap interval saying how closely. The sample depends
+    only on the test users and the seed, so every model of a run is scored on the same users.
+    """
+    if max_users is None or len(truth) <= max_users:
+        return truth
+    ordered = truth.sort_index()
+    picked = np.sort(np.random.default_rng(seed).choice(len(ordered), max_users, replace=False))
+    return ordered.iloc[picked]
+
+
+def metric_curve(
+    model: EmbeddingModel, test: pd.DataFrame, max_k: int = 20, names: Sequence[str] = ("ndcg", "recall"),
+    max_users: int | None = None, seed: int = 0,
+) -> dict[str, list[float]]:
     """Mean metric@K for K = 1..max_k: how quality builds up along the ranked list."""
-    truth = test.groupby(USER_COL)[ITEM_COL].agg(set)
+    truth = sample_users(test.groupby(USER_COL, observed=True)[ITEM_COL].agg(set), max_users, seed)
     recs = recommend_ids(model, truth.index.tolist(), max_k)
     values = per_user_metrics(truth, recs, range(1, max_k + 1), names)
     return {name: [float(values[f"{name}_at_{k}"].mean()) if len(truth) else 0.0 for k in range(1, max_k + 1)] for name in names}

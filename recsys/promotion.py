@@ -37,14 +37,14 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
     """Make `version` champion if it is not worse than the current one (or beats popularity)."""
     registry.configure(settings)
     model = registry.load_version(settings, version)
-    candidate = evaluate(model, split.test, exclude=split.train)
+    candidate = evaluate(model, split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
     current = registry.champion(settings)
     champion_metrics = None
     if current is not None and current != version:
-        champion_metrics = evaluate(registry.load_version(settings, current), split.test, exclude=split.train)
+        champion_metrics = evaluate(registry.load_version(settings, current), split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
     baseline = None
     if champion_metrics is None:
-        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test, exclude=split.train)
+        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
     blessing = bless(candidate, champion_metrics, baseline)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
     with mlflow.start_run(run_id=run_id):

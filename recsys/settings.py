@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         default="ials",
         description="Family `recsys up` trains when the registry has no champion (iALS: seconds to train and promote)",
     )
+    gx_engine: Literal["pandas", "spark"] = Field(
+        default="pandas",
+        description="Engine of the GX data gate: pandas (fastest on one machine) or spark (local Spark, needs Java 17)",
+    )
 
     host: str = Field(default="127.0.0.1", description="Interface every local server binds")
     prefect_port: int = Field(default=4200, description="Prefect server (API and UI) port")
@@ -73,6 +77,9 @@ class Settings(BaseSettings):
     batch_size: int = 1024
     learning_rate: float = 0.02
     seed: int = 42
+    eval_max_users: int = Field(
+        default=20_000, description="Above this many test users, metrics rank a fixed random sample of them"
+    )
 
     # Monitoring
     drift_threshold: float = Field(
@@ -129,6 +136,11 @@ class Settings(BaseSettings):
     @property
     def request_log(self) -> Path:
         return self.home / "logs" / "requests.jsonl"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Dataset stores (Parquet by month) of the named datasets, ingested on first use."""
+        return self.home / "datasets"
 
     @property
     def gx_dir(self) -> Path:

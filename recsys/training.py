@@ -86,7 +86,7 @@ def train(
     history: dict[str, list[float]] = {}
 
     def on_epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
-        val = evaluate(model, split.val, ks=(10,))
+        val = evaluate(model, split.val, ks=(10,), max_users=settings.eval_max_users, seed=settings.seed)
         step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
         for name, value in step.items():
             history.setdefault(name, []).append(value)
@@ -108,9 +108,9 @@ def train(
         exported = model.export()
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
         mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
-        metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed)
+        metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed, max_users=settings.eval_max_users)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        _log_figure(_plot_at_k(metric_curve(exported, split.test)), "metric_at_k.png")
+        _log_figure(_plot_at_k(metric_curve(exported, split.test, max_users=settings.eval_max_users, seed=settings.seed)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
             extra: dict[str, Path] = {}
             if history:

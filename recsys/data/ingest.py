@@ -16,6 +16,7 @@ Online Retail cleaning rules (documented in recsys/data/ONLINE_RETAIL.md):
 from __future__ import annotations
 
 import re
+import shutil
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys.data import store
 from recsys.schemas import (
     CATEGORY_COL,
     EVENT_COL,
@@ -210,8 +212,12 @@ def load_dataset(name: str, data_dir: Path | None = None, until: str | None = No
     """A dataset by name, with only the interactions before `until` when it is given.
 
     `data_dir` holds the publishers' folders (e.g. ../shared/data); Online Retail falls back
-    to the copy bundled with recsys.
+    to the copy bundled with recsys. A path to a dataset store (recsys.data.store: Parquet
+    partitioned by month) is read with the time filter pushed down to the files.
     """
+    if store.is_store(Path(name)):  # a partitioned store reads only the months before `until`
+        snap = store.snapshot(Path(name))
+        return Dataset(Path(name).name, snap.read(until=until), snap.items())
     dataset = _load_by_name(name, data_dir)
     if until is None:
         return dataset
@@ -231,7 +237,7 @@ def _load_by_name(name: str, data_dir: Path | None) -> Dataset:
     path = Path(name)
     if path.suffix in {".csv", ".parquet"}:
         return load_interactions_file(path)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)} or a .csv/.parquet path")
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, a .csv/.parquet path or a dataset store folder")
 
 
 def download(name: str, data_dir: Path) -> Path:
@@ -249,3 +255,30 @@ def download(name: str, data_dir: Path) -> Path:
             (target / Path(member.filename).name).write_bytes(zf.read(member))
     archive.unlink()
     return target
+
+
+def as_store(name: str, data_dir: Path | None, stores_dir: Path) -> store.Snapshot | None:
+    """The snapshot of the dataset store behind `name`, ingesting a named dataset on first use.
+
+    A store path is taken as it is. A named dataset (online-retail, ml-100k, ml-latest-small) is
+    cleaned once into `stores_dir/<name>` (built beside it and renamed, so a killed ingest leaves
+    nothing half-written), and every later task reads its Parquet instead of cleaning the
+    publisher's files again. A plain .csv/.parquet file has no store (None): it is read whole,
+    so a malformed file still reaches the validation gate as it is. To re-ingest after a change
+    to the cleaning rules, delete the folder.
+    """
+    path = Path(name)
+    if store.is_store(path):
+        return store.snapshot(path)
+    if name not in DATASETS:
+        return None
+    target = stores_dir / name
+    if not store.is_store(target):
+        data = _load_by_name(name, data_dir)
+        building = stores_dir / f".{name}.building"
+        shutil.rmtree(building, ignore_errors=True)
+        store.write_items(building, data.items)
+        store.append(building, data.interactions)
+        shutil.rmtree(target, ignore_errors=True)
+        building.rename(target)
+    return store.snapshot(target)

@@ -27,16 +27,30 @@ class Split:
 def temporal_user_split(
     interactions: pd.DataFrame, test_frac: float = 0.2, val_frac: float = 0.1, min_events: int = 5
 ) -> Split:
-    """Hold back each user's latest interactions: the last 20% as test, the 10% before as val."""
-    df = interactions.sort_values([USER_COL, TS_COL, ITEM_COL], kind="stable").reset_index(drop=True)
-    pos = df.groupby(USER_COL).cumcount().to_numpy()
-    n = df.groupby(USER_COL)[USER_COL].transform("size").to_numpy()
+    """Hold back each user's latest interactions: the last 20% as test, the 10% before as val.
+
+    Rows are ordered by (user, time, item) through integer codes in the ids' sorted order: the
+    same order as sorting the id strings, without comparing tens of millions of strings.
+    """
+    users, _ = _sorted_codes(interactions[USER_COL])
+    items, _ = _sorted_codes(interactions[ITEM_COL])
+    order = np.lexsort((items, interactions[TS_COL].to_numpy(), users))
+    df = interactions.take(order).reset_index(drop=True)
+    user = users[order]
+    n = np.bincount(user)[user] if len(user) else np.zeros(0, dtype=np.int64)
+    pos = np.arange(len(df)) - (np.searchsorted(user, user) if len(user) else 0)
     n_test = np.where(n >= min_events, np.round(n * test_frac), 0)
     n_val = np.where(n >= min_events, np.round(n * val_frac), 0)
     is_test = pos >= n - n_test
     is_val = ~is_test & (pos >= n - n_test - n_val)
     is_train = ~is_test & ~is_val
     return Split(df[is_train].reset_index(drop=True), df[is_val].reset_index(drop=True), df[is_test].reset_index(drop=True))
+
+
+def _sorted_codes(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes whose order is the ids' sorted order (missing ids first), and the uniques."""
+    codes, uniques = pd.factorize(ids, sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64) + 1, np.asarray(uniques)
 
 
 def time_cut(interactions: pd.DataFrame, cutoff: str | pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:

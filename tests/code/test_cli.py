@@ -9,7 +9,7 @@ from recsys.cli import app
 from recsys.settings import Settings, get_settings
 from tests.conftest import free_port
 
-COMMANDS = ["demo", "up", "down", "status", "train", "promote", "serve", "monitor", "simulate"]
+COMMANDS = ["demo", "up", "down", "status", "synth", "train", "promote", "serve", "monitor", "simulate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -35,3 +35,15 @@ def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkey
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 1 and result.output.count("down") >= 5
+
+
+def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:  # noqa: ANN001
+    from recsys.data.ingest import load_dataset
+
+    target = tmp_path / "shop"
+    result = CliRunner().invoke(app, ["synth", str(target), "--rows", "5000", "--months", "3"])
+    assert result.exit_code == 0, result.output
+    assert "interactions in 3 monthly files" in " ".join(result.output.split())
+    assert 4_500 < len(load_dataset(str(target)).interactions) <= 5_000
+    again = CliRunner().invoke(app, ["synth", str(target), "--rows", "10"])
+    assert again.exit_code == 1 and "exists and is not empty" in " ".join(again.output.split())

@@ -16,6 +16,7 @@ from recsys.evaluation import (
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
+    sample_users,
     top_k_stable,
 )
 from recsys.models.base import EmbeddingModel, build_seen
@@ -114,3 +115,25 @@ def test_top_k_matches_a_stable_full_sort_with_ties_and_excluded_items() -> None
     for k in (1, 10, 20, 200):
         expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         assert [row.tolist() for row in top_k_stable(scores, k)] == expected.tolist()
+
+
+def test_above_max_users_a_fixed_sample_of_test_users_is_ranked() -> None:
+    rng = np.random.default_rng(1)
+    n_users, n_items = 300, 30
+    users, items = np.array([f"u{i:03d}" for i in range(n_users)]), np.array([f"i{j}" for j in range(n_items)])
+    model = EmbeddingModel(
+        users, items, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_items, 4)).astype(np.float32),
+        np.ones(n_items, dtype=np.float32), np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int32),
+    )
+    test = pd.DataFrame({"user_id": np.repeat(users, 2), "item_id": rng.choice(items, 2 * n_users)})
+    full = evaluate(model, test)
+    sampled = evaluate(model, test, max_users=100, seed=7, bootstrap=200)
+    assert sampled["n_users"] == 100 and sampled["n_test_users"] == full["n_users"] == n_users
+    assert evaluate(model, test, max_users=100, seed=7)["ndcg_at_10"] == sampled["ndcg_at_10"]  # same sample every time
+    assert evaluate(model, test.sample(frac=1.0, random_state=3), max_users=100, seed=7)["ndcg_at_10"] == sampled["ndcg_at_10"]
+    assert evaluate(model, test, max_users=100, seed=8)["ndcg_at_10"] != sampled["ndcg_at_10"]
+    assert sampled["ndcg_at_10_lo"] <= full["ndcg_at_10"] <= sampled["ndcg_at_10_hi"]  # the interval covers the full mean
+    truth = test.groupby("user_id")["item_id"].agg(set)
+    picked = sample_users(truth, 100, seed=7)
+    assert len(picked) == 100 and picked.index.is_unique and set(picked.index) <= set(users)
+    assert sample_users(truth, 1000, seed=7) is truth
