@@ -81,7 +81,8 @@ def recommend_ids(
     it each model excludes its own seen items.
     """
     if exclude is None:
-        banned = {u: model.seen(i) for u, i in model.user_index.items() if u in set(user_ids)}
+        wanted = set(user_ids)
+        banned = {u: model.seen(model.user_index[u]) for u in wanted if u in model.user_index}
     else:
         rows = exclude[exclude[USER_COL].isin(set(user_ids))]
         idx = rows[ITEM_COL].map(model.item_index).dropna().astype(int)
