@@ -2,15 +2,17 @@
 
 Data path, each size in its own child process so peak memory (ru_maxrss) is that size's alone:
 generate a realistic shop into a dataset store (recsys.data.synthetic_store: power-law
-popularity, sessions, repeat purchases, new items over time), validate it a file at a time with
-GX on pandas (recsys.validation_store), split it per user in time, build the sequence model's
+popularity, sessions, repeat purchases, new items over time), validate its new files with GX on
+pandas in batches of 5M rows (recsys.validation_store; GX's import excluded), split it per user in time, build the sequence model's
 vocabularies and per-user sequences, measure the input pipeline against the same batches cached
 (training steps/s; the ratio), train 200 steps, export and evaluate on a fixed sample of test
 users, build the checked faiss index, and read the peak RSS after each stage. Pipeline figures
 are taken after the shuffle buffer has filled, three times interleaved, median and spread.
 The Spark GX check validates the bundled Online Retail and a corrupt copy on a local Spark and
-compares with the pandas engine. The worker figure interleaves 1-, 2-, 1-, 2-worker runs.
-Run: `make bench-scale` (`python -m benchmarks.scale [--sizes 1000000,5000000,20000000] [--no-workers]`).
+compares with the pandas engine. The index check builds the promotion's HNSW over 1M random
+items in its own process (memory bound). The worker figure interleaves 1-, 2-, 1-, 2-worker runs.
+Run: `make bench-scale` (`python -m benchmarks.scale [--sizes 1000000,5000000,20000000]
+[--index-items 1000000] [--no-workers]`).
 The last line is the summary the scale issue names.
 """
 
