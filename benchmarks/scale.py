@@ -62,8 +62,6 @@ class Stages:
 
 def data_path(n: int, folder: Path) -> dict[str, float]:
     """In a child process: every stage of the data path at `n` interactions."""
-    import tensorflow as tf
-
     from recsys.data.split import temporal_user_split
     from recsys.data.synthetic_store import write_synthetic_store
     from recsys.evaluation import evaluate
@@ -127,7 +125,6 @@ def data_path(n: int, folder: Path) -> dict[str, float]:
     _, report = build_checked(exported.item_vectors, exported.user_vectors)
     stage("index", start)
     stage.row.update(index_recall=report.recall)
-    del tf
     return {**stage.row, "interactions": float(n), "total_s": sum(stage.row[f"{s}_s"] for s in STAGES)}
 
 

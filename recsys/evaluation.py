@@ -147,7 +147,8 @@ def evaluate(
     interval over users, so two runs can be compared with their noise in view. Above
     `max_users` test users, a fixed random sample of them is ranked (`sample_users`).
     """
-    truth = sample_users(test.groupby(USER_COL, observed=True)[ITEM_COL].agg(set), max_users, seed)
+    every_user = test.groupby(USER_COL, observed=True)[ITEM_COL].agg(set)
+    truth = sample_users(every_user, max_users, seed)
     users = truth.index.tolist()
     recs = recommend_ids(model, users, max(ks), exclude=exclude)
     result: dict[str, float] = {}
@@ -161,7 +162,7 @@ def evaluate(
     percentile = {i: p for i, p in zip(model.item_ids.tolist(), model.popularity_percentile.tolist())}
     result["avg_popularity"] = float(np.mean([percentile[i] for r in top_k for i in r])) if distinct else 0.0
     result["n_users"] = float(len(users))
-    result["n_test_users"] = float(test[USER_COL].nunique())
+    result["n_test_users"] = float(len(every_user))
     return result
 
 

@@ -18,6 +18,7 @@ from recsys import registry
 from recsys.blessing import Blessing, bless
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
+from recsys.models.base import EmbeddingModel
 from recsys.models.popularity import PopularityModel
 from recsys.serving import index
 from recsys.settings import Settings
@@ -37,14 +38,18 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
     """Make `version` champion if it is not worse than the current one (or beats popularity)."""
     registry.configure(settings)
     model = registry.load_version(settings, version)
-    candidate = evaluate(model, split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
+
+    def score(recommender: EmbeddingModel) -> dict[str, float]:  # one protocol, the same sampled users, for all three
+        return evaluate(recommender, split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
+
+    candidate = score(model)
     current = registry.champion(settings)
     champion_metrics = None
     if current is not None and current != version:
-        champion_metrics = evaluate(registry.load_version(settings, current), split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
+        champion_metrics = score(registry.load_version(settings, current))
     baseline = None
     if champion_metrics is None:
-        baseline = evaluate(PopularityModel().fit(split.train, items).export(), split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
+        baseline = score(PopularityModel().fit(split.train, items).export())
     blessing = bless(candidate, champion_metrics, baseline)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
     with mlflow.start_run(run_id=run_id):

@@ -84,9 +84,10 @@ def train(
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     registry.configure(settings)
     history: dict[str, list[float]] = {}
+    sample = {"max_users": settings.eval_max_users, "seed": settings.seed}  # the same users for every metric
 
     def on_epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
-        val = evaluate(model, split.val, ks=(10,), max_users=settings.eval_max_users, seed=settings.seed)
+        val = evaluate(model, split.val, ks=(10,), **sample)
         step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
         for name, value in step.items():
             history.setdefault(name, []).append(value)
@@ -108,9 +109,9 @@ def train(
         exported = model.export()
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
         mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
-        metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, seed=settings.seed, max_users=settings.eval_max_users)
+        metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, **sample)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        _log_figure(_plot_at_k(metric_curve(exported, split.test, max_users=settings.eval_max_users, seed=settings.seed)), "metric_at_k.png")
+        _log_figure(_plot_at_k(metric_curve(exported, split.test, **sample)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
             extra: dict[str, Path] = {}
             if history:

@@ -32,13 +32,12 @@ def temporal_user_split(
     Rows are ordered by (user, time, item) through integer codes in the ids' sorted order: the
     same order as sorting the id strings, without comparing tens of millions of strings.
     """
-    users, _ = _sorted_codes(interactions[USER_COL])
-    items, _ = _sorted_codes(interactions[ITEM_COL])
+    users, items = _sorted_codes(interactions[USER_COL]), _sorted_codes(interactions[ITEM_COL])
     order = np.lexsort((items, interactions[TS_COL].to_numpy(), users))
     df = interactions.take(order).reset_index(drop=True)
     user = users[order]
-    n = np.bincount(user)[user] if len(user) else np.zeros(0, dtype=np.int64)
-    pos = np.arange(len(df)) - (np.searchsorted(user, user) if len(user) else 0)
+    n = np.bincount(user)[user]
+    pos = np.arange(len(df)) - np.searchsorted(user, user)  # rank within the user: rows since the user's first
     n_test = np.where(n >= min_events, np.round(n * test_frac), 0)
     n_val = np.where(n >= min_events, np.round(n * val_frac), 0)
     is_test = pos >= n - n_test
@@ -47,10 +46,10 @@ def temporal_user_split(
     return Split(df[is_train].reset_index(drop=True), df[is_val].reset_index(drop=True), df[is_test].reset_index(drop=True))
 
 
-def _sorted_codes(ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes whose order is the ids' sorted order (missing ids first), and the uniques."""
-    codes, uniques = pd.factorize(ids, sort=True, use_na_sentinel=True)
-    return codes.astype(np.int64) + 1, np.asarray(uniques)
+def _sorted_codes(ids: pd.Series) -> np.ndarray:
+    """Integer codes whose order is the ids' sorted order (missing ids first)."""
+    codes, _ = pd.factorize(ids, sort=True, use_na_sentinel=True)
+    return codes.astype(np.int64) + 1
 
 
 def time_cut(interactions: pd.DataFrame, cutoff: str | pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -40,13 +40,13 @@ def write_synthetic_store(root: Path, n: int, months: int = 24, start: str = "20
     for month in range(months):
         begin, end = first + pd.DateOffset(months=month), first + pd.DateOffset(months=month + 1)
         size = n // months + (1 if month < n % months else 0)
-        frame = _month(rng, size, begin, end, month, user_weight, tastes, item_cat, item_weight * (released <= month))
+        frame = _month(rng, size, begin, end, user_weight, tastes, item_cat, item_weight * (released <= month))
         store.append(root, frame)
     return store.snapshot(root)
 
 
 def _month(
-    rng: np.random.Generator, size: int, begin: pd.Timestamp, end: pd.Timestamp, month: int,
+    rng: np.random.Generator, size: int, begin: pd.Timestamp, end: pd.Timestamp,
     user_weight: np.ndarray, tastes: np.ndarray, item_cat: np.ndarray, item_weight: np.ndarray,
 ) -> pd.DataFrame:
     """One month of sessions: `size` events (a few fewer after dropping same-second duplicates)."""

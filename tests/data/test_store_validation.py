@@ -23,7 +23,7 @@ def test_each_file_is_validated_once_and_a_corrupt_new_month_fails_alone(tmp_pat
     assert first.success, first.failed
     assert sorted(first.checked) == sorted(store.snapshot(root).files) and first.skipped == []
     assert first.rows_checked == len(old)
-    assert all(Path(d).is_file() for d in first.docs.values())
+    assert all(r.docs_index is not None and r.docs_index.is_file() for r in first.checked.values())
 
     again = validate_store(store.snapshot(root), tmp_path / "docs2", max_timestamp="2025-01-01")
     assert again.success and again.checked == {} and again.rows_checked == 0  # nothing new: nothing read
