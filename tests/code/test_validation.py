@@ -124,7 +124,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[pd.DataFrame, pd.DataFrame], Tables], set
     ),
     "item not in items table": (
         lambda i, it: (_set(i, 0, ITEM_COL, "no-such-item"), it),
-        {"interactions: expect_column_values_to_be_in_set(item_id)"},
+        {"interactions: expect_column_values_to_not_be_in_set(item_id)"},
     ),
     "duplicate item ids": (
         lambda i, it: (i, pd.concat([it, it.iloc[:1]], ignore_index=True)),
@@ -250,7 +250,7 @@ def test_suite_files_are_gx_suites() -> None:
         for k in e["kwargs"]
         if isinstance(e["kwargs"][k], dict)
     }
-    assert params == {"min_rows", "max_rows", "min_timestamp", "max_timestamp", "item_ids"}
+    assert params == {"min_rows", "max_rows", "min_timestamp", "max_timestamp", "unknown_item_ids"}
 
 
 def test_suites_dir_override(small: Dataset, tmp_path: Path) -> None:
