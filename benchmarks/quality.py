@@ -1,89 +1,132 @@
-"""Quality benchmark: every model family on three public datasets, one protocol, one table each.
+"""Quality benchmark: every model family on three public datasets, by the field's standard protocol.
 
-EASE and iALS are tuned on the validation split (grids of `recsys.tuning.SPACES`, reported);
-the chosen config is then refit on train and scored on test, like every other model. The
-deep model runs one fixed config (no budget for its own search on 2 CPU cores): its defaults
-(future-window objective, `horizon` 0.3), chosen from the experiments in issue 3's note. Also measured:
-training steps/s through the real tf.data pipeline over the same steps on cached tensors.
-Run: `make bench-quality` (about 15-20 minutes on 2 cores).
+Per-user temporal split: each user's last 20% of events is test, and validation is the last 20%
+of what comes before (cut like the test, `recsys.data.split`). Every family chooses on
+validation (fit on train, score validation): EASE, iALS and item-kNN by their grids in
+`recsys.tuning.SPACES`, the deep model its epoch count (validation NDCG@10 after each epoch of
+one fit). The chosen configuration is then refit on train + validation and scored on test, the
+same test users and candidates for every model. `base` is the best tuned baseline (EASE, iALS,
+item-kNN), `best` the best project model (the deep model until the two-stage family lands).
+Also measured: training steps/s through the real tf.data pipeline over the same steps on
+cached tensors. Run: `make bench-quality` (`--datasets` for a subset).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from dataclasses import dataclass
 
 from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
 from recsys.evaluation import evaluate
-from recsys.models.ease import EASEModel
-from recsys.models.ials import IALSModel
-from recsys.models.item_knn import ItemKNNModel
-from recsys.models.popularity import PopularityModel
+from recsys.models.base import Recommender
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 from recsys.settings import get_settings
+from recsys.training import build_model, chosen_epochs
 from recsys.tuning import SPACES, grid, search, validation_objective
 
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
+BASELINES = ("ease", "ials", "item_knn")
 DEEP = {"epochs": 5, "batch_size": 512, "embedding_dim": 64, "max_len": 50, "horizon": 0.3}
 DEEP_EPOCHS = {"online-retail": 3}  # 3x the examples of the MovieLens sets
 PIPELINE_DATASET, PIPELINE_STEPS = "ml-100k", 40
+BOOTSTRAP = 200
 
 
-def _tuned(family: str, data: Dataset, split: Split) -> tuple[dict, list[str]]:
-    """Best config of `family` on validation, and one report line per trial."""
+@dataclass(frozen=True)
+class Row:
+    """One family on one dataset: its choice, validation score, and test metrics after the refit."""
+
+    config: dict
+    val_ndcg: float
+    test: dict[str, float]
+    seconds: float  # choosing plus refitting
+
+
+def _tuned(family: str, data: Dataset, split: Split) -> tuple[dict, float, list[str]]:
+    """Best config of `family` on validation, its validation NDCG@10, and one report line per trial."""
     trials = search(grid(SPACES[family]), validation_objective(family, data, split, get_settings()))
     lines = [f"    {family} {t.params} val_ndcg@10={t.score:.4f} ({t.seconds:.1f}s)" for t in trials]
-    return trials[0].params, lines
+    return trials[0].params, trials[0].score, lines
 
 
-def bench(name: str) -> tuple[dict[str, dict], list[str], float | None]:
+def _deep_epochs(name: str, data: Dataset, split: Split) -> tuple[int, float, list[str]]:
+    """The deep model's epoch count, chosen by validation NDCG@10 after each epoch of one fit on train."""
+    curve: list[float] = []
+
+    def on_epoch_end(epoch: int, logs: dict[str, float], model) -> None:  # noqa: ANN001
+        curve.append(evaluate(model, split.val, ks=(10,))["ndcg_at_10"])
+
+    SeqTwoTowerModel(**_deep_config(name), on_epoch_end=on_epoch_end).fit(split.train, data.items, split.val)
+    epochs = chosen_epochs({"val_ndcg_at_10": curve})
+    return epochs, max(curve), [f"    seq_two_tower val_ndcg@10 by epoch {[round(v, 4) for v in curve]} -> {epochs} epochs"]
+
+
+def _deep_config(name: str) -> dict:
+    return {**DEEP, "epochs": DEEP_EPOCHS.get(name, DEEP["epochs"])}
+
+
+def _refit(model: Recommender, data: Dataset, split: Split) -> dict[str, float]:
+    """The standard protocol's last step: fit on train + validation, score on test."""
+    return evaluate(model.fit(split.train_val, data.items).export(), split.test, bootstrap=BOOTSTRAP)
+
+
+def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
     settings = get_settings()
     data = load_dataset(name, settings.shared_data_dir)
     split = temporal_user_split(data.interactions)
-    ease_params, ease_lines = _tuned("ease", data, split)
-    ials_params, ials_lines = _tuned("ials", data, split)
-    deep = SeqTwoTowerModel(**{**DEEP, "epochs": DEEP_EPOCHS.get(name, DEEP["epochs"])})
-    models = {
-        "popularity": PopularityModel(),
-        "item_knn": ItemKNNModel(),
-        "ease": EASEModel(**ease_params),
-        "ials": IALSModel(**ials_params),
-        "seq_two_tower": deep,
-    }
-    rows = {}
-    for label, model in models.items():
+    rows: dict[str, Row] = {}
+    lines: list[str] = []
+    start = time.perf_counter()
+    val = validation_objective("popularity", data, split, settings)({})["ndcg_at_10"]
+    rows["popularity"] = Row({}, val, _refit(build_model("popularity", settings, {}, None)[0], data, split), time.perf_counter() - start)
+    for family in BASELINES:
         start = time.perf_counter()
-        exported = model.fit(split.train, data.items, split.val).export()
-        seconds = time.perf_counter() - start
-        rows[label] = {**evaluate(exported, split.test, bootstrap=200), "seconds": seconds}
-        print(f"  {name} {label}: {seconds:.1f}s", flush=True)
+        params, val, grid_lines = _tuned(family, data, split)
+        rows[family] = Row(params, val, _refit(build_model(family, settings, params, None)[0], data, split), time.perf_counter() - start)
+        lines += grid_lines
+        print(f"  {name} {family}: {rows[family].seconds:.1f}s", flush=True)
+    start = time.perf_counter()
+    epochs, val, deep_lines = _deep_epochs(name, data, split)
+    deep = SeqTwoTowerModel(**{**_deep_config(name), "epochs": epochs})
+    rows["seq_two_tower"] = Row({"epochs": epochs}, val, _refit(deep, data, split), time.perf_counter() - start)
+    lines += deep_lines
+    print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)
     pipeline = deep.pipeline_ratio(PIPELINE_STEPS)["ratio"] if name == PIPELINE_DATASET else None
-    return rows, ease_lines + ials_lines, pipeline
+    return rows, lines, pipeline
 
 
-def table(name: str, rows: dict[str, dict]) -> str:
-    head = f"{'model':<14} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} {'train s':>8}"
-    lines = [f"== {name} ==", head]
-    for label, m in rows.items():
+def table(name: str, rows: dict[str, Row]) -> str:
+    head = f"{'model':<14} {'val NDCG':>8} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} {'seconds':>8}  chosen"
+    lines = [f"== {name} (chosen on validation, refit on train+validation, scored on test) ==", head]
+    for label, row in rows.items():
+        m = row.test
         ci = f"[{m['ndcg_at_10_lo']:.4f}, {m['ndcg_at_10_hi']:.4f}]"
-        lines.append(f"{label:<14} {m['ndcg_at_10']:>8.4f} {ci:>17} {m['recall_at_20']:>9.4f} {m['coverage']:>8.3f} {m['seconds']:>8.1f}")
+        lines.append(f"{label:<14} {row.val_ndcg:>8.4f} {m['ndcg_at_10']:>8.4f} {ci:>17} {m['recall_at_20']:>9.4f} "
+                     f"{m['coverage']:>8.3f} {row.seconds:>8.1f}  {row.config}")  # fmt: skip
     return "\n".join(lines)
 
 
 def main() -> None:
-    ratios, pipeline = {}, None
-    for name in DATASETS:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
+    names = parser.parse_args().datasets.split(",")
+    ratios, eases, pipeline = {}, {}, None
+    for name in names:
         rows, grid_lines, measured = bench(name)
         pipeline = measured if measured is not None else pipeline
-        deep = rows["seq_two_tower"]["ndcg_at_10"]
-        best = max(rows["ease"]["ndcg_at_10"], rows["ials"]["ndcg_at_10"])
-        ratios[name] = (deep / best, deep / max(rows["popularity"]["ndcg_at_10"], 1e-12))
+        base_family = max(BASELINES, key=lambda f: rows[f].test["ndcg_at_10"])
+        ratios[name] = rows["seq_two_tower"].test["ndcg_at_10"] / rows[base_family].test["ndcg_at_10"]
+        eases[name] = rows["ease"].test["ndcg_at_10"]
         print(table(name, rows))
-        print(f"deep/best(EASE,iALS)={ratios[name][0]:.3f} deep/popularity={ratios[name][1]:.3f}")
-        print("  validation grids (best first):\n" + "\n".join(grid_lines), flush=True)
-    print(f"pipeline steps/s ratio (tf.data / cached, {PIPELINE_STEPS} steps on {PIPELINE_DATASET}) = {pipeline:.3f}")
-    best = " ".join(f"{name}:deep/best={ratios[name][0]:.3f}" for name in DATASETS)
-    print(f"quality: {best} online-retail:deep/pop={ratios['online-retail'][1]:.3f} pipeline={pipeline:.3f}")
+        print(f"best/base = seq_two_tower/{base_family} = {ratios[name]:.3f}")
+        print("  validation choices (best first):\n" + "\n".join(grid_lines), flush=True)
+    shown = f"{pipeline:.3f}" if pipeline is not None else "n/a"
+    print(f"pipeline steps/s ratio (tf.data / cached, {PIPELINE_STEPS} steps on {PIPELINE_DATASET}) = {shown}")
+    best = " ".join(f"{name}:best/base={ratios[name]:.3f}" for name in names)
+    ease = " ".join(f"{name}:ease={eases[name]:.4f}" for name in names)
+    print(f"quality: {best} {ease} pipeline={shown}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def pipeline(
     Args:
         dataset: online-retail, ml-100k, ml-latest-small, a dataset store folder, or a .csv/.parquet path
         train_until: only interactions before this time (ISO date); empty for all
-        epochs: training epochs of the neural families; empty for the configured default
+        epochs: most training epochs of the neural families (the best on validation is refit); empty for the default
         reason: why this run happens (a drift event fills it in)
         family: the candidate model family, trained, blessed and promoted
     """

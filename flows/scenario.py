@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from flows.loop import run_loop
 from flows.pipeline import pipeline

@@ -40,7 +40,7 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
     model = registry.load_version(settings, version)
 
     def score(recommender: EmbeddingModel) -> dict[str, float]:  # one protocol, the same sampled users, for all three
-        return evaluate(recommender, split.test, exclude=split.train, max_users=settings.eval_max_users, seed=settings.seed)
+        return evaluate(recommender, split.test, exclude=split.train_val, max_users=settings.eval_max_users, seed=settings.seed)
 
     candidate = score(model)
     current = registry.champion(settings)
@@ -49,7 +49,7 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
         champion_metrics = score(registry.load_version(settings, current))
     baseline = None
     if champion_metrics is None:
-        baseline = score(PopularityModel().fit(split.train, items).export())
+        baseline = score(PopularityModel().fit(split.train_val, items).export())
     blessing = bless(candidate, champion_metrics, baseline)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
     with mlflow.start_run(run_id=run_id):

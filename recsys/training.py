@@ -1,6 +1,6 @@
 """Fit a model on a split, log everything to MLflow, and register it as a model version.
 
-One run holds the params, per-epoch loss and validation metrics, the training data as an
+One run holds the params, per-epoch loss and validation metrics of the epoch-choosing fit, the training data as an
 MLflow dataset input (with its digest), the GX result, a training-curve plot, the test
 metrics of the shared protocol with bootstrap intervals, a metric@K plot, and the model.
 Every family is one run with the `model_family` tag, so runs compare side by side.
@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
@@ -37,6 +38,9 @@ from recsys.schemas import TS_COL  # noqa: E402
 from recsys.settings import Settings  # noqa: E402
 
 FAMILIES = ("two_tower", "popularity", "seq_two_tower", "ease", "ials", "item_knn")
+EPOCH_FAMILIES = ("two_tower", "seq_two_tower")  # their epoch count is chosen on validation
+SELECTION_METRIC = "ndcg_at_10"
+PROTOCOL = "standard: configuration and epochs chosen on validation, refit on train+validation, scored on test"
 BOOTSTRAP = 200  # resamples of test users behind each metric's _lo/_hi
 SCHEMA_SAMPLE = 1000  # rows the logged dataset's schema is inferred from
 
@@ -75,10 +79,13 @@ def train(
     params: dict | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Fit `family` on split.train, evaluate on split.test, log to MLflow, register if asked.
+    """Fit `family` by the standard protocol, evaluate on split.test, log to MLflow, register if asked.
 
-    `on_epoch(epoch, metrics)` sees what each epoch logged (loss, validation metrics): the
-    CLI draws its progress bar from it.
+    The registered model is fit on train + validation and scored on test. A family that trains
+    in epochs first fits on train alone, scoring validation after each epoch (the logged curves),
+    and is then refit for the epoch count that scored best there: a test score never chose it.
+    `on_epoch(epoch, metrics)` sees what each epoch of that first fit logged (loss, validation
+    metrics): the CLI draws its progress bar from it.
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
@@ -96,16 +103,21 @@ def train(
             on_epoch(epoch, step)
 
     model, hp = build_model(family, settings, params, on_epoch_end)
-    train_data = training_input(split.train, dataset.name)
+    train_data = training_input(split.train_val, dataset.name)
     with mlflow.start_run(run_name=f"{family}-{dataset.name}") as run:
-        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest})
+        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest, "protocol": PROTOCOL})
         mlflow.log_params({"family": family, "dataset": dataset.name, **hp})
-        mlflow.log_params({"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test)})
+        mlflow.log_params({"n_train": len(split.train), "n_val": len(split.val), "n_test": len(split.test), "n_fit": len(split.train_val)})
         mlflow.log_input(train_data, context="training")
         if validation is not None:
             mlflow.log_dict(validation, "validation/gx_result.json")
             mlflow.set_tag("gx_result_id", validation.get("result_id", ""))
-        model.fit(split.train, dataset.items, split.val)
+        if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
+            model.fit(split.train, dataset.items, split.val)
+            chosen = chosen_epochs(history)
+            mlflow.log_param("epochs_chosen", chosen)
+            model, _ = build_model(family, settings, {**(params or {}), "epochs": chosen}, None)
+        model.fit(split.train_val, dataset.items)
         exported = model.export()
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
         mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
@@ -132,6 +144,12 @@ def train(
                 tags["gx_result_id"] = str(validation.get("result_id", ""))
             version = registry.register(model_uri, settings, run.info.run_id, tags)
     return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest)
+
+
+def chosen_epochs(history: dict[str, list[float]]) -> int:
+    """The epoch count whose validation NDCG@10 was best (the first of ties; all epochs without a curve)."""
+    curve = history.get(f"val_{SELECTION_METRIC}", [])
+    return int(np.argmax(curve)) + 1 if curve else len(history.get("loss", [])) or 1
 
 
 def build_model(

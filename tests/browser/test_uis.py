@@ -9,7 +9,6 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from recsys import platform
-from recsys.data.ingest import Dataset
 from recsys.data.synthetic import make_synthetic
 from recsys.validation import validate_dataset
 from tests.browser.conftest import Platform

@@ -34,7 +34,11 @@ def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_c
         assert key in run.data.metrics
     losses = MlflowClient().get_metric_history(candidate.run_id, "loss")
     assert len(losses) == 20 and losses[-1].value < losses[0].value  # per-epoch, and it learns
-    assert len(MlflowClient().get_metric_history(candidate.run_id, "val_ndcg_at_10")) == 20
+    curve = [m.value for m in sorted(MlflowClient().get_metric_history(candidate.run_id, "val_ndcg_at_10"), key=lambda m: m.step)]
+    assert len(curve) == 20
+    # the epoch count of the registered refit is the best epoch on validation, never chosen on test
+    assert run.data.params["epochs_chosen"] == str(curve.index(max(curve)) + 1)
+    assert run.data.params["n_fit"] == str(int(run.data.params["n_train"]) + int(run.data.params["n_val"]))
     assert run.inputs.dataset_inputs[0].dataset.digest == candidate.data_digest
     artifacts = {a.path for a in MlflowClient().list_artifacts(candidate.run_id)}
     assert {"training_curve.png", "validation"} <= artifacts
@@ -81,3 +85,16 @@ def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> 
 def test_unknown_family_is_refused(settings: Settings, synthetic: Dataset, synthetic_split: Split) -> None:
     with pytest.raises(ValueError, match="unknown model family"):
         train(synthetic, synthetic_split, settings, "magic")
+
+
+def test_registered_model_is_refit_on_train_and_validation(settings: Settings, synthetic: Dataset, synthetic_split: Split) -> None:
+    """The standard protocol: what is registered (and blessed, and served) has learned the validation window too."""
+    result = train(synthetic, synthetic_split, settings, "ease", params={"l2": 100.0})
+    model = registry.load_version(settings, result.version)
+    val = synthetic_split.val.groupby("user_id")["item_id"].agg(set)
+    assert len(val) > 10
+    for user, items in val.items():
+        seen = set(model.item_ids[model.seen(model.user_index[user])].tolist())
+        assert items <= seen, user  # validation items count as seen: they were in the final fit
+    test_only = set(synthetic_split.test["item_id"]) - set(synthetic_split.train_val["item_id"])
+    assert not test_only & set(model.item_ids[model.popularity > 0].tolist())  # nothing of the test period

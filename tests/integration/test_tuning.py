@@ -38,6 +38,8 @@ def test_tune_flow_logs_nested_trials_and_best_config(
     trials = runs[runs["tags.tuning"] == "trial"]
     assert len(trials) == 3 and set(trials["tags.mlflow.parentRunId"]) == {parent["run_id"]}
     assert json.loads(parent["tags.best_config"]) == result["best"]
+    # the standard protocol: the choice is refit on train + validation and scored on test, once
+    assert parent["metrics.refit_test_ndcg_at_10"] == pytest.approx(result["test_ndcg_at_10"]) and result["test_ndcg_at_10"] > 0
     assert parent["tags.model_family"] == "ease" and parent["params.n_trials"] == "3"
 
 
