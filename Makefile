@@ -60,9 +60,9 @@ bench-serving: install
 	$(BIN)/python -m benchmarks.serving
 
 .PHONY: bench-quality
-# Every model family on online-retail, ml-100k and ml-latest-small (about 15-20 min on 2 cores).
+# Every model family on online-retail, ml-100k and ml-latest-small by the standard protocol, with cost (about 30 min on 2 cores).
 bench-quality: install
-	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.quality --plot docs/screenshots/quality-cost.png
 
 .PHONY: bench-scale
 # The data path at 1M, 5M and 20M synthetic interactions, the index at 1M items, Spark GX,

@@ -7,8 +7,10 @@ validation (fit on train, score validation): EASE, iALS and item-kNN by their gr
 one fit). The chosen configuration is then refit on train + validation and scored on test, the
 same test users and candidates for every model. `base` is the best tuned baseline (EASE, iALS,
 item-kNN), `best` the best project model (the deep model until the two-stage family lands).
-Also measured: training steps/s through the real tf.data pipeline over the same steps on
-cached tensors. Run: `make bench-quality` (`--datasets` for a subset).
+Beside quality, what each costs: the refit's CPU seconds and the CPU microseconds per user of
+ranking (`--plot` draws quality against training cost with each dataset's Pareto front). Also
+measured: training steps/s through the real tf.data pipeline over the same steps on cached
+tensors. Run: `make bench-quality` (`--datasets` for a subset).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from recsys.cost import Meter
 from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
-from recsys.evaluation import evaluate
+from recsys.evaluation import evaluate, recommend_ids
 from recsys.models.base import Recommender
 from recsys.models.seq_two_tower import SeqTwoTowerModel
+from recsys.schemas import USER_COL
 from recsys.settings import get_settings
 from recsys.training import build_model, chosen_epochs
 from recsys.tuning import SPACES, grid, search, validation_objective
@@ -41,6 +46,8 @@ class Row:
     config: dict
     val_ndcg: float
     test: dict[str, float]
+    train_cpu_s: float  # the refit's CPU seconds
+    serve_us: float  # CPU microseconds per user, ranking the test users' top 10 in process
     seconds: float  # choosing plus refitting
 
 
@@ -67,9 +74,19 @@ def _deep_config(name: str) -> dict:
     return {**DEEP, "epochs": DEEP_EPOCHS.get(name, DEEP["epochs"])}
 
 
-def _refit(model: Recommender, data: Dataset, split: Split) -> dict[str, float]:
-    """The standard protocol's last step: fit on train + validation, score on test."""
-    return evaluate(model.fit(split.train_val, data.items).export(), split.test, bootstrap=BOOTSTRAP)
+def _refit(model: Recommender, data: Dataset, split: Split) -> tuple[dict[str, float], float, float]:
+    """The standard protocol's last step: fit on train + validation, score on test.
+
+    Also what it costs: the refit's CPU seconds (what each production retrain pays) and the CPU
+    microseconds per user of ranking every test user's top 10 in process, in batches.
+    """
+    with Meter() as fit:
+        exported = model.fit(split.train_val, data.items).export()
+    users = split.test[USER_COL].unique().tolist()
+    start = time.process_time()
+    recommend_ids(exported, users, 10)
+    serve_us = (time.process_time() - start) / max(len(users), 1) * 1e6
+    return evaluate(exported, split.test, bootstrap=BOOTSTRAP), fit.cpu_s, serve_us
 
 
 def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
@@ -80,17 +97,17 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
     lines: list[str] = []
     start = time.perf_counter()
     val = validation_objective("popularity", data, split, settings)({})["ndcg_at_10"]
-    rows["popularity"] = Row({}, val, _refit(build_model("popularity", settings, {}, None)[0], data, split), time.perf_counter() - start)
+    rows["popularity"] = Row({}, val, *_refit(build_model("popularity", settings, {}, None)[0], data, split), time.perf_counter() - start)
     for family in BASELINES:
         start = time.perf_counter()
         params, val, grid_lines = _tuned(family, data, split)
-        rows[family] = Row(params, val, _refit(build_model(family, settings, params, None)[0], data, split), time.perf_counter() - start)
+        rows[family] = Row(params, val, *_refit(build_model(family, settings, params, None)[0], data, split), time.perf_counter() - start)
         lines += grid_lines
         print(f"  {name} {family}: {rows[family].seconds:.1f}s", flush=True)
     start = time.perf_counter()
     epochs, val, deep_lines = _deep_epochs(name, data, split)
     deep = SeqTwoTowerModel(**{**_deep_config(name), "epochs": epochs})
-    rows["seq_two_tower"] = Row({"epochs": epochs}, val, _refit(deep, data, split), time.perf_counter() - start)
+    rows["seq_two_tower"] = Row({"epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)
     pipeline = deep.pipeline_ratio(PIPELINE_STEPS)["ratio"] if name == PIPELINE_DATASET else None
@@ -98,23 +115,54 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
 
 
 def table(name: str, rows: dict[str, Row]) -> str:
-    head = f"{'model':<14} {'val NDCG':>8} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} {'seconds':>8}  chosen"
+    head = (f"{'model':<14} {'val NDCG':>8} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} "
+            f"{'train CPU s':>11} {'µs/user':>8} {'seconds':>8}  chosen")  # fmt: skip
     lines = [f"== {name} (chosen on validation, refit on train+validation, scored on test) ==", head]
     for label, row in rows.items():
         m = row.test
         ci = f"[{m['ndcg_at_10_lo']:.4f}, {m['ndcg_at_10_hi']:.4f}]"
         lines.append(f"{label:<14} {row.val_ndcg:>8.4f} {m['ndcg_at_10']:>8.4f} {ci:>17} {m['recall_at_20']:>9.4f} "
-                     f"{m['coverage']:>8.3f} {row.seconds:>8.1f}  {row.config}")  # fmt: skip
+                     f"{m['coverage']:>8.3f} {row.train_cpu_s:>11.1f} {row.serve_us:>8.0f} {row.seconds:>8.1f}  {row.config}")  # fmt: skip
     return "\n".join(lines)
+
+
+def pareto_plot(results: dict[str, dict[str, Row]], path: Path) -> None:
+    """NDCG@10 against the refit's CPU seconds per family, one panel per dataset, its Pareto front drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], results.items()):
+        points = sorted((max(r.train_cpu_s, 0.01), r.test["ndcg_at_10"], family) for family, r in rows.items())
+        front, best = [], -1.0
+        for x, y, _ in points:  # cheapest first: a point is on the front if nothing cheaper is as good
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.plot(*zip(*front), color="tab:gray", linestyle="--", label="Pareto front")
+        for x, y, family in points:
+            ax.scatter(x, y)
+            ax.annotate(family, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set(title=name, xlabel="training CPU seconds (refit, log)", ylabel="test NDCG@10")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
-    names = parser.parse_args().datasets.split(",")
-    ratios, eases, pipeline = {}, {}, None
+    parser.add_argument("--plot", type=Path, default=None, help="write the quality-against-cost plot here (PNG)")
+    args = parser.parse_args()
+    names = args.datasets.split(",")
+    ratios, eases, pipeline, results = {}, {}, None, {}
     for name in names:
         rows, grid_lines, measured = bench(name)
+        results[name] = rows
         pipeline = measured if measured is not None else pipeline
         base_family = max(BASELINES, key=lambda f: rows[f].test["ndcg_at_10"])
         ratios[name] = rows["seq_two_tower"].test["ndcg_at_10"] / rows[base_family].test["ndcg_at_10"]
@@ -122,6 +170,8 @@ def main() -> None:
         print(table(name, rows))
         print(f"best/base = seq_two_tower/{base_family} = {ratios[name]:.3f}")
         print("  validation choices (best first):\n" + "\n".join(grid_lines), flush=True)
+    if args.plot is not None:
+        pareto_plot(results, args.plot)
     shown = f"{pipeline:.3f}" if pipeline is not None else "n/a"
     print(f"pipeline steps/s ratio (tf.data / cached, {PIPELINE_STEPS} steps on {PIPELINE_DATASET}) = {shown}")
     best = " ".join(f"{name}:best/base={ratios[name]:.3f}" for name in names)

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     eval_max_users: int = Field(
         default=20_000, description="Above this many test users, metrics rank a fixed random sample of them"
     )
+    price_per_core_hour: float = Field(
+        default=0.05, description="Example price of one CPU core-hour for cost estimates (use your own)"
+    )
+    price_per_gpu_hour: float = Field(
+        default=2.5, description="Example price of one GPU-hour for cost estimates (use your own)"
+    )
 
     # Monitoring
     drift_threshold: float = Field(

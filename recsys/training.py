@@ -1,6 +1,7 @@
 """Fit a model on a split, log everything to MLflow, and register it as a model version.
 
-One run holds the params, per-epoch loss and validation metrics of the epoch-choosing fit, the training data as an
+One run holds the params, what the fit cost (`train_cpu_s`, `train_wall_s`, peak memory, a money
+estimate; recsys.cost), per-epoch loss and validation metrics of the epoch-choosing fit, the training data as an
 MLflow dataset input (with its digest), the GX result, a training-curve plot, the test
 metrics of the shared protocol with bootstrap intervals, a metric@K plot, and the model.
 Every family is one run with the `model_family` tag, so runs compare side by side.
@@ -24,6 +25,7 @@ from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 
 from recsys import registry  # noqa: E402
+from recsys.cost import Cost, Meter  # noqa: E402
 from recsys.data.ingest import Dataset  # noqa: E402
 from recsys.data.split import Split  # noqa: E402
 from recsys.evaluation import evaluate, metric_curve  # noqa: E402
@@ -67,6 +69,7 @@ class TrainResult:
     version: str | None
     metrics: dict[str, float]
     data_digest: str
+    cost: Cost
 
 
 def train(
@@ -112,13 +115,16 @@ def train(
         if validation is not None:
             mlflow.log_dict(validation, "validation/gx_result.json")
             mlflow.set_tag("gx_result_id", validation.get("result_id", ""))
-        if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
-            model.fit(split.train, dataset.items, split.val)
-            chosen = chosen_epochs(history)
-            mlflow.log_param("epochs_chosen", chosen)
-            model, _ = build_model(family, settings, {**(params or {}), "epochs": chosen}, None)
-        model.fit(split.train_val, dataset.items)
-        exported = model.export()
+        with Meter() as meter:  # what this run cost: choosing the epochs and the refit
+            if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
+                model.fit(split.train, dataset.items, split.val)
+                chosen = chosen_epochs(history)
+                mlflow.log_param("epochs_chosen", chosen)
+                model, _ = build_model(family, settings, {**(params or {}), "epochs": chosen}, None)
+            model.fit(split.train_val, dataset.items)
+            exported = model.export()
+        cost = meter.cost(len(split.train_val), settings.price_per_core_hour, settings.price_per_gpu_hour)
+        mlflow.log_metrics(cost.metrics())
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))
         mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
         metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, **sample)
@@ -143,7 +149,7 @@ def train(
             if validation is not None:
                 tags["gx_result_id"] = str(validation.get("result_id", ""))
             version = registry.register(model_uri, settings, run.info.run_id, tags)
-    return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest)
+    return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest, cost)
 
 
 def chosen_epochs(history: dict[str, list[float]]) -> int:

@@ -32,6 +32,9 @@ def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_c
     assert run.data.tags["gx_result_id"] == "gx-1"
     for key in ("test_ndcg_at_10", "test_precision_at_20", "test_map_at_10", "test_hitrate_at_20", "test_f1_at_10"):
         assert key in run.data.metrics
+    for key in ("train_wall_s", "train_cpu_s", "train_peak_rss_gib", "train_examples_per_s", "train_cost"):
+        assert run.data.metrics[key] > 0, key  # what the run cost, beside what it scored
+    assert run.data.metrics["train_cpu_s"] == pytest.approx(candidate.cost.cpu_s)
     losses = MlflowClient().get_metric_history(candidate.run_id, "loss")
     assert len(losses) == 20 and losses[-1].value < losses[0].value  # per-epoch, and it learns
     curve = [m.value for m in sorted(MlflowClient().get_metric_history(candidate.run_id, "val_ndcg_at_10"), key=lambda m: m.step)]
