@@ -16,6 +16,7 @@ from recsys.evaluation import (
     ndcg_at_k,
     precision_at_k,
     recall_at_k,
+    ranked_truth,
     sample_users,
     top_k_stable,
 )
@@ -133,7 +134,10 @@ def test_above_max_users_a_fixed_sample_of_test_users_is_ranked() -> None:
     assert evaluate(model, test.sample(frac=1.0, random_state=3), max_users=100, seed=7)["ndcg_at_10"] == sampled["ndcg_at_10"]
     assert evaluate(model, test, max_users=100, seed=8)["ndcg_at_10"] != sampled["ndcg_at_10"]
     assert sampled["ndcg_at_10_lo"] <= full["ndcg_at_10"] <= sampled["ndcg_at_10_hi"]  # the interval covers the full mean
-    truth = test.groupby("user_id")["item_id"].agg(set)
-    picked = sample_users(truth, 100, seed=7)
-    assert len(picked) == 100 and picked.index.is_unique and set(picked.index) <= set(users)
-    assert sample_users(truth, 1000, seed=7) is truth
+    ids = pd.Index(users)
+    picked = sample_users(ids, 100, seed=7)
+    assert len(picked) == 100 and picked.is_unique and set(picked) <= set(users)
+    assert sample_users(ids, 1000, seed=7).equals(ids.sort_values())
+    truth, n = ranked_truth(test, 100, seed=7)  # item sets for the sampled users only
+    assert n == n_users and list(truth.index) == list(picked)
+    assert all(truth[u] == set(test.loc[test["user_id"] == u, "item_id"]) for u in picked[:10])
