@@ -1,7 +1,9 @@
 """Blessing: a candidate becomes champion only if it is not worse on the same test split.
 
 The decision is data (thresholds, values, reasons) so it can be logged and shown to people,
-never a silent boolean.
+never a silent boolean. An optional cost rule (`CostRule`, off by default) weighs compute: a
+candidate much dearer to train or to serve than the champion must also beat it by a margin,
+because 1% better at ten times the cost is usually the wrong trade.
 """
 
 from __future__ import annotations
@@ -9,6 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 BLESSING_METRIC = "ndcg_at_10"
+COSTS = ("train_cpu_s", "serve_cpu_us_per_user")  # training CPU seconds; ranking CPU µs per user
+
+
+@dataclass(frozen=True)
+class CostRule:
+    """Above `max_factor` times the champion's training or serving cost, beat it by `min_gain` (relative)."""
+
+    max_factor: float = 2.0
+    min_gain: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,8 @@ class Blessing:
     champion: float | None
     baseline: float | None
     reasons: list[str] = field(default_factory=list)
+    rule: str = "quality"  # which rule decided: "quality", or "cost" when the cost rule refused
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)  # candidate/champion → COSTS known
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,19 +44,54 @@ def bless(
     champion: dict[str, float] | None,
     baseline: dict[str, float] | None,
     metric: str = BLESSING_METRIC,
+    cost_rule: CostRule | None = None,
 ) -> Blessing:
-    """Compare on `metric`: with a champion, not worse than it; without one, beat the baseline."""
+    """Compare on `metric`: with a champion, not worse than it; without one, beat the baseline.
+
+    With a `cost_rule` and a champion, the costs in the metric dicts (`COSTS` keys) are
+    compared too: see `_cost_rule`.
+    """
     value = candidate[metric]
+    known = {"candidate": candidate} | ({"champion": champion} if champion is not None else {})
+    costs = {who: {k: float(m[k]) for k in COSTS if k in m} for who, m in known.items()}
     if champion is not None:
         best = champion[metric]
         ok = value >= best
         verdict = "not worse than" if ok else "worse than"
-        reason = f"candidate {metric}={value:.4f} is {verdict} champion's {best:.4f} on the same test split"
-        return Blessing(ok, metric, value, best, baseline and baseline[metric], [reason])
+        reasons = [f"candidate {metric}={value:.4f} is {verdict} champion's {best:.4f} on the same test split"]
+        rule = "quality"
+        if cost_rule is not None:
+            cost_ok, line = _cost_rule(cost_rule, value, best, metric, costs)
+            reasons.append(line)
+            if ok and not cost_ok:
+                ok, rule = False, "cost"
+        return Blessing(ok, metric, value, best, baseline and baseline[metric], reasons, rule, costs)
     if baseline is None:
         raise ValueError("the first champion must be compared with a baseline (popularity)")
     base = baseline[metric]
     ok = value > base
     verdict = "beats" if ok else "does not beat"
     reason = f"no champion yet; candidate {metric}={value:.4f} {verdict} popularity's {base:.4f}"
-    return Blessing(ok, metric, value, None, base, [reason])
+    return Blessing(ok, metric, value, None, base, [reason], costs=costs)
+
+
+def _cost_rule(rule: CostRule, value: float, best: float, metric: str, costs: dict[str, dict[str, float]]) -> tuple[bool, str]:
+    """Whether the candidate's quality pays for its cost, and the reason in words.
+
+    The largest cost factor over the champion (training CPU seconds, serving CPU µs per user)
+    decides; a cost either side did not record cannot be compared and is left out.
+    """
+    factors = {
+        k: costs["candidate"][k] / costs["champion"][k]
+        for k in COSTS if k in costs["candidate"] and costs["champion"].get(k, 0) > 0
+    }
+    if not factors:
+        return True, "cost rule: no cost recorded for both candidate and champion; the quality rule decides"
+    name, factor = max(factors.items(), key=lambda kv: kv[1])
+    if factor <= rule.max_factor:
+        return True, f"cost rule: candidate's {name} is {factor:.2f}x the champion's (within {rule.max_factor:g}x); the quality rule decides"
+    needed = best * (1 + rule.min_gain)
+    ok = value >= needed
+    verdict = "pays for it" if ok else "does not pay for it"
+    return ok, (f"cost rule: candidate's {name} is {factor:.2f}x the champion's (above {rule.max_factor:g}x), so it must beat "
+                f"the champion's {metric} by {rule.min_gain:.0%} ({needed:.4f}); {value:.4f} {verdict}")  # fmt: skip

@@ -4,18 +4,21 @@ The champion is re-evaluated on the candidate's test split (a retrain brings a n
 so the comparison is like for like. Promotion moves the MLflow alias and imports the
 version into the BentoML model store; a refused candidate changes nothing. The serving
 ANN index is built and checked here too: a champion whose index misses exact search
-(recall@100 < 0.99) would serve worse than it was evaluated, so it is refused.
+(recall@100 < 0.99) would serve worse than it was evaluated, so it is refused. Both models'
+costs go to the blessing too (training CPU seconds from their runs, ranking CPU µs per user
+measured here, side by side), for the optional cost rule (`RECSYS_COST_AWARE_BLESSING`).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
 
 from recsys import registry
-from recsys.blessing import Blessing, bless
+from recsys.blessing import Blessing, CostRule, bless
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models.base import EmbeddingModel
@@ -40,21 +43,24 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
     model = registry.load_version(settings, version)
 
     def score(recommender: EmbeddingModel) -> dict[str, float]:  # one protocol, the same sampled users, for all three
-        return evaluate(recommender, split.test, exclude=split.train_val, max_users=settings.eval_max_users, seed=settings.seed)
+        start = time.process_time()
+        metrics = evaluate(recommender, split.test, exclude=split.train_val, max_users=settings.eval_max_users, seed=settings.seed)
+        return metrics | {"serve_cpu_us_per_user": (time.process_time() - start) / max(metrics["n_users"], 1) * 1e6}
 
-    candidate = score(model)
+    candidate = score(model) | _train_cost(run_id)
     current = registry.champion(settings)
     champion_metrics = None
     if current is not None and current != version:
-        champion_metrics = score(registry.load_version(settings, current))
+        champion_metrics = score(registry.load_version(settings, current)) | _train_cost(registry.version_run_id(settings, current))
     baseline = None
     if champion_metrics is None:
         baseline = score(PopularityModel().fit(split.train_val, items).export())
-    blessing = bless(candidate, champion_metrics, baseline)
+    rule = CostRule(settings.blessing_max_cost_factor, settings.blessing_min_gain) if settings.cost_aware_blessing else None
+    blessing = bless(candidate, champion_metrics, baseline, cost_rule=rule)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(blessing.to_dict(), "blessing.json")
-        mlflow.set_tag("blessed", str(blessing.blessed).lower())
+        mlflow.set_tags({"blessed": str(blessing.blessed).lower(), "blessing_rule": blessing.rule})
         if report is not None:
             mlflow.log_metric("ann_recall_at_100", report.recall)
     if not blessing.blessed:
@@ -64,3 +70,11 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
     tag = registry.export_to_bentoml(settings, version, ann, report)
     registry.set_champion(settings, version)
     return PromotionResult(blessing, True, version, current, tag, report.recall)
+
+
+def _train_cost(run_id: str | None) -> dict[str, float]:
+    """The training CPU seconds its run logged (recsys.training), if it logged them."""
+    if not run_id:
+        return {}
+    value = mlflow.get_run(run_id).data.metrics.get("train_cpu_s")
+    return {"train_cpu_s": value} if value is not None else {}

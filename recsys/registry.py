@@ -102,6 +102,11 @@ def champion(settings: Settings) -> str | None:
     return str(mv.version)
 
 
+def version_run_id(settings: Settings, version: str) -> str | None:
+    """The training run that produced a registered version (None if it was registered without one)."""
+    return MlflowClient().get_model_version(settings.registered_model, version).run_id or None
+
+
 def load_version(settings: Settings, version: str) -> EmbeddingModel:
     """Download a registered version's EmbeddingModel (arrays only: no pickle is loaded)."""
     uri = f"models:/{settings.registered_model}/{version}"

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     price_per_gpu_hour: float = Field(
         default=2.5, description="Example price of one GPU-hour for cost estimates (use your own)"
     )
+    cost_aware_blessing: bool = Field(
+        default=False, description="Weigh cost in blessing: a much dearer candidate must also win by a margin"
+    )
+    blessing_max_cost_factor: float = Field(
+        default=2.0, description="Training or serving cost over the champion's above which the margin applies"
+    )
+    blessing_min_gain: float = Field(
+        default=0.05, description="Relative NDCG@10 gain over the champion that a much dearer candidate needs"
+    )
 
     # Monitoring
     drift_threshold: float = Field(

@@ -72,7 +72,10 @@ def test_worse_candidate_is_refused_and_champion_stays(
     assert "worse than champion" in result.blessing.reasons[0]
     assert registry.champion(settings) == champion_version
     blessing = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=weak.run_id, artifact_path="blessing.json")).read_text())
-    assert blessing["blessed"] is False
+    assert blessing["blessed"] is False and blessing["rule"] == "quality"
+    for who in ("candidate", "champion"):  # both costs measured for the (optional) cost rule, shown in MLflow
+        assert blessing["costs"][who]["train_cpu_s"] > 0 and blessing["costs"][who]["serve_cpu_us_per_user"] > 0
+    assert MlflowClient().get_run(weak.run_id).data.tags["blessing_rule"] == "quality"
 
 
 def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> None:  # noqa: ANN001
