@@ -22,6 +22,7 @@ from recsys.data.split import count_between
 from recsys.monitoring.policy import WindowOutcome, append_history, decide, load_history
 from recsys.monitoring.reports import (
     DriftResult,
+    add_cost,
     add_coverage,
     add_embedding_drift,
     drift_report,
@@ -62,7 +63,7 @@ def compare(reference, window: int, model, reference_centroid) -> tuple[DriftRes
         records["hit"] = hits
     end = window_end(records)
     html = settings.reports_dir / f"drift-{end.replace(':', '')}.html"
-    current = add_coverage(request_features(records), records, model.n_items)
+    current = add_cost(add_coverage(request_features(records), records, model.n_items), settings.price_per_core_hour)
     centroid = served_centroid(records, model.item_index, model.item_vectors)
     current = add_embedding_drift(current, centroid, reference_centroid)
     result = drift_report(reference, current, html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))

@@ -50,7 +50,7 @@ MIN_ROWS = 30
 #: Fields of a request-log record; missing ones become null so old logs still load.
 LOG_FIELDS: list[str] = [
     "request_id", "served_at", "event_time", "user_id", "k", "items", "scores",
-    "fallback", "model_version", "history_len", "rec_popularity",
+    "fallback", "model_version", "history_len", "rec_popularity", "cpu_us",
 ]
 
 #: Per-window means shown on the dashboard (Evidently MeanValue), beside the drift tests:
@@ -66,8 +66,9 @@ TRACKED: dict[str, str] = {
     "coverage": "Catalogue coverage of the window",
     "embedding_drift": "Embedding drift of served items (cosine distance to reference)",
     "hit": "Online hit rate@k (feedback)",
+    "cost_per_1k": "Serving cost per 1,000 recommendations (CPU, at the configured price)",
 }
-QUALITY_COLUMNS = ["hit", "coverage", "embedding_drift"]
+QUALITY_COLUMNS = ["hit", "coverage", "embedding_drift", "cost_per_1k"]
 
 DRIFT_SHARE_PANEL = "Share of drifted request features"
 _MEAN_VALUE_TYPE = "evidently:metric_v2:MeanValue"
@@ -183,8 +184,22 @@ def request_features(records: pd.DataFrame) -> pd.DataFrame:
     )
     if "hit" in records.columns:  # online quality, when the caller joined the feedback in
         features["hit"] = pd.to_numeric(records["hit"], errors="coerce").to_numpy(dtype=float)
+    if "cpu_us" in records.columns and records["cpu_us"].notna().any():  # what answering cost the service, when logged
+        features["cpu_us"] = pd.to_numeric(records["cpu_us"], errors="coerce").to_numpy(dtype=float)
     features.attrs["dropped_rows"] = int((~keep).sum())
-    return features[[c for c in [*FEATURES, "hit"] if c in features.columns]]
+    return features[[c for c in [*FEATURES, "hit", "cpu_us"] if c in features.columns]]
+
+
+def add_cost(features: pd.DataFrame, price_per_core_hour: float) -> pd.DataFrame:
+    """`features` with `cost_per_1k`: each answer's CPU time at `price_per_core_hour`, times 1,000.
+
+    Its mean over a window is the serving cost of 1,000 recommendations (one per user asked),
+    shown beside the online hit rate. Unchanged when the log has no CPU times (older services,
+    the reference window made from training data).
+    """
+    if "cpu_us" not in features.columns:
+        return features
+    return features.assign(cost_per_1k=features["cpu_us"] * 1e-6 / 3600 * price_per_core_hour * 1000)
 
 
 def add_coverage(features: pd.DataFrame, records: pd.DataFrame, catalogue_size: int) -> pd.DataFrame:
@@ -324,12 +339,14 @@ def drift_report(
 
     _check_window("reference", reference, min_rows)
     _check_window("current", current, min_rows)
-    quality = [c for c in QUALITY_COLUMNS if all(c in f.columns and f[c].notna().any() for f in (reference, current))]
+    # A quality column the current window has is reported even where the reference lacks it
+    # (serving cost: the reference is made from training data, not answered requests).
+    quality = [c for c in QUALITY_COLUMNS if c in current.columns and current[c].notna().any()]
     columns = FEATURES + quality
     definition = DataDefinition(numerical_columns=columns)
 
     def dataset(frame: pd.DataFrame) -> Dataset:
-        data = frame[columns].reset_index(drop=True).astype(float)
+        data = frame.reindex(columns=columns).reset_index(drop=True).astype(float)
         return Dataset.from_pandas(data, data_definition=definition)
 
     preset = DataDriftPreset(columns=list(FEATURES), method=COLUMN_DRIFT_METHOD, threshold=COLUMN_DRIFT_THRESHOLD)

@@ -4,6 +4,8 @@ Run with `bentoml serve recsys.serving.service:RecsysService` (BENTOML_HOME poin
 store the champion was exported to). Every answer carries a request id and the serving
 model version and is appended to the request log the monitor reads (feedback and
 similar-item lookups go to `events.jsonl` beside it, so they do not skew drift figures).
+What answering costs is on `/metrics` (`recsys_cpu_seconds_total`,
+`recsys_recommended_users_total`) and in each log line (`cpu_us`).
 
 Environment (secure defaults):
 - RECSYS_BIND_HOST: interface to bind, default 127.0.0.1 (`--host` overrides).
@@ -23,6 +25,7 @@ import asyncio
 import gc
 import os
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +57,16 @@ K = Annotated[int, Field(ge=1, le=MAX_K)]
 TRACING: dict[str, str] = {} if os.environ.get("RECSYS_TRACING", "0") == "1" else {"excluded_urls": ".*"}
 
 faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads would only contend
+
+# What answering costs, as Prometheus counters on /metrics (bentoml.metrics: multiprocess-safe).
+# CPU time is the handler thread's own (`time.thread_time`): the model, the answer and its log
+# line, not HTTP parsing, so cost per user is comparable between models and releases.
+CPU_SECONDS = bentoml.metrics.Counter(
+    name="recsys_cpu_seconds", documentation="Handler CPU seconds spent answering, per endpoint", labelnames=["endpoint"]
+)
+RECOMMENDED_USERS = bentoml.metrics.Counter(
+    name="recsys_recommended_users", documentation="Users given a list of recommendations, per endpoint", labelnames=["endpoint"]
+)
 
 
 def load_serving(model: bentoml.Model) -> ServingModel:
@@ -116,7 +129,7 @@ class RecsysService:
             self.current = latest
         return latest
 
-    def _answer(self, state: ServingModel, q: Query, rec: Recommendation, timestamp: str | None) -> RecommendResponse:
+    def _answer(self, state: ServingModel, q: Query, rec: Recommendation, timestamp: str | None, cpu_s: float) -> RecommendResponse:
         """The response, logged before it is returned: an answered request is a logged one."""
         because = rec.because or [None] * len(rec.items)
         response = RecommendResponse(
@@ -140,6 +153,7 @@ class RecsysService:
                 "model_version": state.version,
                 "history_len": rec.history_len,
                 "rec_popularity": rec.rec_popularity,
+                "cpu_us": round(cpu_s * 1e6, 1),  # the model's share of this answer (the monitor's cost per 1,000)
             }
         )
         return response
@@ -154,18 +168,26 @@ class RecsysService:
         timestamp: Annotated[str | None, Field(max_length=40)] = None,
     ) -> RecommendResponse:
         """Top-k items for a user; unknown users get the most popular items (fallback=true)."""
+        start = time.thread_time()
         state, q = self.current, Query(user_id, k, exclude_seen, explain)
-        return self._answer(state, q, state.recommend([q])[0], timestamp)
+        rec = state.recommend([q])[0]
+        response = self._answer(state, q, rec, timestamp, time.thread_time() - start)
+        _count("recommend", time.thread_time() - start, 1)
+        return response
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000)
     async def recommend_batch(
         self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]
     ) -> list[RecommendResponse]:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
+        start = time.thread_time()
         state = self.current
         queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain) for r in requests]
         recs = state.recommend(queries)
-        return [self._answer(state, q, rec, r.timestamp) for q, rec, r in zip(queries, recs, requests)]
+        share = (time.thread_time() - start) / len(queries)  # one search for the batch: an equal share each
+        responses = [self._answer(state, q, rec, r.timestamp, share) for q, rec, r in zip(queries, recs, requests)]
+        _count("recommend_batch", time.thread_time() - start, len(queries))
+        return responses
 
     @bentoml.api
     async def similar_items(self, item_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)], k: K = DEFAULT_K) -> SimilarItemsResponse:
@@ -196,6 +218,11 @@ class RecsysService:
                             "user_id": pseudonymise(user_id, LOG_KEY), "item_id": item_id, "event": event,
                             "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
         return response
+
+
+def _count(endpoint: str, cpu_s: float, users: int) -> None:
+    CPU_SECONDS.labels(endpoint=endpoint).inc(cpu_s)
+    RECOMMENDED_USERS.labels(endpoint=endpoint).inc(users)
 
 
 RecsysService.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)

@@ -248,3 +248,28 @@ def test_embedding_drift_of_served_items() -> None:
     assert add_embedding_drift(frame, moved, reference)["embedding_drift"].tolist() == pytest.approx([1.0, 1.0])  # orthogonal
     half = served_centroid(pd.DataFrame({"items": [["c"]]}), index, vectors)
     assert add_embedding_drift(frame, half, reference)["embedding_drift"].iloc[0] == pytest.approx(1 - 2**-0.5)
+
+
+def test_serving_cost_per_1k_recommendations_on_the_dashboard(tmp_path: Path) -> None:
+    """The service's logged CPU time becomes cost per 1,000 recommendations per window, beside hit rate;
+    the reference (made from training data) has no CPU times and needs none."""
+    from evidently.ui.workspace import Workspace
+
+    from recsys.monitoring.reports import add_cost
+
+    reference = request_features(read_request_log(write_jsonl(tmp_path / "ref.jsonl", make_records(N_CUR, seed=21))))
+    records = make_records(N_CUR, seed=22)
+    for i, record in enumerate(records):
+        record["cpu_us"] = 400.0 if i % 2 else 800.0  # 600 µs on average
+    current = add_cost(request_features(read_request_log(write_jsonl(tmp_path / "cur.jsonl", records))), price_per_core_hour=3.6)
+    assert "cost_per_1k" not in add_cost(reference, 3.6).columns
+    expected = 600e-6 / 3600 * 3.6 * 1000  # 0.0006 per 1,000 answers at 3.6 per core-hour
+    assert current["cost_per_1k"].mean() == pytest.approx(expected)
+    result = drift_report(reference, current, tmp_path / "c.html", workspace=tmp_path / "ws", project_name=PROJECT)
+    assert "cost_per_1k" not in result.drifted_columns  # tracked, never drift-tested
+    ws = Workspace(str(tmp_path / "ws"))
+    project = ws.search_project(PROJECT)[0]
+    snapshot = ws.get_run(project.id, result.snapshot_id).dict()
+    means = {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
+             for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+    assert means["cost_per_1k"] == pytest.approx(expected)

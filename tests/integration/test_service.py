@@ -113,6 +113,18 @@ def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
     metrics = httpx.get(f"{served.url}/metrics").text
     counted = re.search(r'request_total\{endpoint="/recommend",http_response_code="200"[^}]*\} (\d+)', metrics)
     assert counted and int(counted.group(1)) >= 1
+
+    def cost() -> tuple[float, float]:  # what answering cost: handler CPU seconds and users served, /recommend
+        text = httpx.get(f"{served.url}/metrics").text
+        found = [re.search(rf'recsys_{name}_total\{{endpoint="recommend"\}} ([0-9.e+-]+)', text) for name in ("cpu_seconds", "recommended_users")]
+        assert all(found), text[-2000:]
+        return float(found[0].group(1)), float(found[1].group(1))
+
+    cpu, users = cost()
+    for i in range(20):
+        assert httpx.post(f"{served.url}/recommend", json={"user_id": f"u{i}", "k": 10}).status_code == 200
+    cpu_after, users_after = cost()
+    assert users_after == users + 20 and cpu_after > cpu  # the counters grow with requests
     paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
     assert {"/recommend", "/recommend_batch", "/similar_items", "/feedback"} <= set(paths)
 
@@ -123,7 +135,7 @@ def test_answers_and_feedback_are_logged_with_pseudonymised_users(served: Served
     ids = [post(served, "/recommend", {"user_id": f"u{i}", "k": 2})["request_id"] for i in range(5)]
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == before + 5 and [r["request_id"] for r in lines[-5:]] == ids
-    assert all(r["model_version"] == "1" and r["history_len"] > 0 for r in lines[-5:])
+    assert all(r["model_version"] == "1" and r["history_len"] > 0 and r["cpu_us"] > 0 for r in lines[-5:])
     expected = hmac.new(DEFAULT_LOG_KEY.encode(), b"u4", hashlib.sha256).hexdigest()
     assert lines[-1]["user_id"] == expected and "u4" not in log.read_text().splitlines()[-1]
     fb = post(served, "/feedback", {"user_id": "u4", "item_id": "i9", "event": "click", "request_id": ids[-1]})
