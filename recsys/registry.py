@@ -49,6 +49,11 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
         )
 
 
+# Model development, not GenAI: the MLflow UI then opens the experiment on its training runs
+# instead of the GenAI overview and its pop-ups.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def configure(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured tracking server or database; return a client.
 
@@ -60,10 +65,14 @@ def configure(settings: Settings) -> MlflowClient:
         platform.require_healthy("MLflow", settings.tracking_uri, f"{settings.tracking_uri.rstrip('/')}/health")
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(settings.experiment) is None:
+    experiment = mlflow.get_experiment_by_name(settings.experiment)
+    if experiment is None:
         # A server picks the artifact store itself (--artifacts-destination); a database needs it named.
         location = None if server else settings.artifacts_destination
-        mlflow.create_experiment(settings.experiment, artifact_location=location)
+        mlflow.create_experiment(settings.experiment, artifact_location=location, tags=EXPERIMENT_KIND)
+    elif any(experiment.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):  # made before the tag existed
+        for key, value in EXPERIMENT_KIND.items():
+            MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
     mlflow.set_experiment(settings.experiment)
     return MlflowClient()
 

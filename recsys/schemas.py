@@ -6,9 +6,9 @@ monitoring in step: a renamed column is a one-line change here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 # Canonical interactions table: one row per (user, item, timestamp) event.
 USER_COL = "user_id"
@@ -33,12 +33,29 @@ MAX_BODY_BYTES = 64 * 1024  # larger bodies get a 413 before any parsing
 MAX_ID_LEN = 128
 
 
+def _integer_as_text(value: Any) -> Any:
+    """An integer id becomes its decimal text (Online Retail and MovieLens ids are numbers);
+    a bool is not an id and stays as it is, to be refused."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _printable(value: str) -> str:
+    """Refuse control characters: a NUL or newline in an id breaks logs and lookups downstream."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("ids may not contain control characters (NUL, tab, newline, ...)")
+    return value
+
+
+#: A user or item id as clients send it: text, or an integer taken as its decimal text.
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LEN), BeforeValidator(_integer_as_text), AfterValidator(_printable)]
+
+
 class RecommendRequest(BaseModel):
     """A request for the top-k items of one user."""
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=128)
+    user_id: Id
     k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
     # Event time of the request; a replay of past traffic sends the original time.
     timestamp: str | None = Field(default=None, max_length=40)

@@ -36,7 +36,7 @@ from bentoml.exceptions import NotFound
 from pydantic import Field
 
 from recsys.schemas import (
-    DEFAULT_K, MAX_BATCH, EventName, MAX_BODY_BYTES, MAX_ID_LEN, MAX_K, FeedbackResponse, RecommendedItem,
+    DEFAULT_K, MAX_BATCH, EventName, MAX_BODY_BYTES, MAX_K, FeedbackResponse, Id, RecommendedItem,
     RecommendRequest, RecommendResponse, SimilarItemsResponse,
 )  # fmt: skip
 from recsys.serving.http import RequestGuard, admin_app
@@ -46,7 +46,6 @@ from recsys.settings import get_settings
 MODEL_TAG = os.environ.get("RECSYS_BENTO_MODEL", "recsys:latest")
 EXPORT_PATH = Path("mlflow_model") / "artifacts" / "export"
 LOG_KEY = os.environ.get("RECSYS_LOG_KEY", DEFAULT_LOG_KEY).encode()
-UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 K = Annotated[int, Field(ge=1, le=MAX_K)]
 
 # With no exporter configured BentoML still records five OpenTelemetry spans per request
@@ -161,7 +160,7 @@ class RecsysService:
     @bentoml.api
     async def recommend(
         self,
-        user_id: UserId,
+        user_id: Id,
         k: K = DEFAULT_K,
         exclude_seen: bool = True,
         explain: bool = False,
@@ -190,7 +189,7 @@ class RecsysService:
         return responses
 
     @bentoml.api
-    async def similar_items(self, item_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)], k: K = DEFAULT_K) -> SimilarItemsResponse:
+    async def similar_items(self, item_id: Id, k: K = DEFAULT_K) -> SimilarItemsResponse:
         """Items closest to `item_id` in the model's space; 404 for an item the model does not know."""
         state = self.current
         items = state.similar(item_id, k)
@@ -207,8 +206,8 @@ class RecsysService:
     @bentoml.api
     async def feedback(
         self,
-        user_id: UserId,
-        item_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)],
+        user_id: Id,
+        item_id: Id,
         event: EventName,
         request_id: Annotated[str, Field(min_length=1, max_length=64)],
     ) -> FeedbackResponse:

@@ -54,7 +54,12 @@ MALFORMED = [
     ("/recommend", {"k": 5}, 400, "Field required"),
     ("/recommend", {"user_id": "", "k": 5}, 400, "at least 1 character"),
     ("/recommend", {"user_id": ["u1"], "k": 5}, 400, "valid string"),
-    ("/recommend", {"user_id": 123, "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": True, "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": 1.5, "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": {"id": 1}, "k": 5}, 400, "valid string"),
+    ("/recommend", {"user_id": "u\u00001", "k": 5}, 400, "control characters"),
+    ("/recommend", {"user_id": "u1\n", "k": 5}, 400, "control characters"),
+    ("/recommend_batch", {"requests": [{"user_id": False}]}, 400, "valid string"),
     ("/recommend", {"user_id": None}, 400, "valid string"),
     ("/recommend", {"user_id": LONG}, 400, "at most 128 characters"),
     ("/recommend", {"user_id": "u1", "exclude_seen": "maybe"}, 400, "valid boolean"),
@@ -79,7 +84,8 @@ MALFORMED = [
     ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "like", "request_id": "r"}, 400, "'purchase', 'rating'"),
     ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "click"}, 400, "Field required"),
     ("/feedback", {"user_id": "u1", "item_id": "i1", "event": "click", "request_id": LONG}, 400, "at most 64"),
-    ("/feedback", {"user_id": "u1", "item_id": 5, "event": "click", "request_id": "r"}, 400, "valid string"),
+    ("/feedback", {"user_id": "u1", "item_id": True, "event": "click", "request_id": "r"}, 400, "valid string"),
+    ("/similar_items", {"item_id": "i\u00001", "k": 5}, 400, "control characters"),
 ]
 
 
@@ -117,3 +123,15 @@ def test_schemathesis_finds_no_server_error(url: str, tmp_path: Path) -> None:
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its example db goes there
     assert run.returncode == 0, run.stdout[-4000:]
     assert "passed" in run.stdout
+
+
+def test_integer_ids_are_taken_as_their_text(url: str) -> None:
+    """Online Retail and MovieLens ids are numbers: clients may send them as JSON integers."""
+    as_int = httpx.post(f"{url}/recommend", json={"user_id": 12347, "k": 3})
+    as_text = httpx.post(f"{url}/recommend", json={"user_id": "12347", "k": 3})
+    assert as_int.status_code == as_text.status_code == 200, as_int.text
+    assert as_int.json()["user_id"] == "12347" and as_int.json()["items"] == as_text.json()["items"]
+    batch = httpx.post(f"{url}/recommend_batch", json={"requests": [{"user_id": 7, "k": 2}]})
+    assert batch.status_code == 200 and batch.json()[0]["user_id"] == "7"
+    feedback = httpx.post(f"{url}/feedback", json={"user_id": 12347, "item_id": 85123, "event": "click", "request_id": "r"})
+    assert feedback.status_code == 200, feedback.text

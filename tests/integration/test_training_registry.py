@@ -30,6 +30,8 @@ def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_c
     assert run.data.params["family"] == "two_tower" and run.data.params["epochs"] == "20"
     assert run.data.tags["model_family"] == "two_tower"
     assert run.data.tags["gx_result_id"] == "gx-1"
+    experiment = MlflowClient().get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on training runs
     for key in ("test_ndcg_at_10", "test_precision_at_20", "test_map_at_10", "test_hitrate_at_20", "test_f1_at_10"):
         assert key in run.data.metrics
     for key in ("train_wall_s", "train_cpu_s", "train_peak_rss_gib", "train_examples_per_s", "train_cost"):
