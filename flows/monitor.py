@@ -19,7 +19,7 @@ from prefect.events import emit_event
 from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
-from recsys.monitoring.policy import WindowOutcome, append_history, decide, load_history
+from recsys.monitoring.policy import PolicyConfig, WindowOutcome, append_history, decide, load_history
 from recsys.monitoring.reports import (
     DriftResult,
     add_cost,
@@ -89,7 +89,7 @@ def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
     """
     settings = get_settings()
     logger = get_run_logger()
-    config = settings.policy()
+    config = PolicyConfig.from_settings(settings)
     history = load_history(settings.policy_history)
     reference, cut, version, model, reference_centroid = reference_window(dataset)
     result, end, hit_rate = compare(reference, window or settings.window_size, model, reference_centroid)

@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from recsys.monitoring.policy import PolicyConfig
 
 #: The families a pipeline may promote (popularity is the baseline every candidate must beat).
 CandidateFamily = Literal["two_tower", "seq_two_tower", "ease", "ials", "item_knn"]
@@ -107,18 +106,6 @@ class Settings(BaseSettings):
     max_retrains_per_day: int = Field(default=1, description="Cap on retrains in any 24 traffic hours")
     min_new_interactions: int = Field(default=500, description="New interactions needed to retrain")
     max_hit_rate_drop: float = Field(default=0.2, description="Relative fall of online hit rate that calls for a retrain")
-
-    def policy(self) -> PolicyConfig:
-        """The retrain guardrails (recsys.monitoring.policy) from these settings."""
-        return PolicyConfig(
-            threshold=self.drift_threshold,
-            min_window=self.min_window,
-            consecutive=self.drift_consecutive,
-            cooldown_hours=self.retrain_cooldown_hours,
-            max_retrains_per_day=self.max_retrains_per_day,
-            min_new_interactions=self.min_new_interactions,
-            max_hit_rate_drop=self.max_hit_rate_drop,
-        )
 
     @property
     def tracking_uri(self) -> str:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from recsys.monitoring.reports import DriftResult
+from recsys.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,19 @@ class PolicyConfig:
     max_retrains_per_day: int = 1
     min_new_interactions: int = 500
     max_hit_rate_drop: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PolicyConfig:
+        """The guardrails as configured (RECSYS_DRIFT_THRESHOLD, RECSYS_MIN_WINDOW, ...)."""
+        return cls(
+            threshold=settings.drift_threshold,
+            min_window=settings.min_window,
+            consecutive=settings.drift_consecutive,
+            cooldown_hours=settings.retrain_cooldown_hours,
+            max_retrains_per_day=settings.max_retrains_per_day,
+            min_new_interactions=settings.min_new_interactions,
+            max_hit_rate_drop=settings.max_hit_rate_drop,
+        )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:

@@ -92,3 +92,17 @@ def test_online_quality_drop_is_a_retrain_signal() -> None:
     # a new version is judged against its own calm windows, not the old one's
     fresh = decide(drift(0.1), CONFIG, history, NOW, 5000, True, hit_rate=0.25, version="2")
     assert not fresh.retrain
+
+
+def test_policy_config_from_settings() -> None:
+    """The guardrails read the settings; the settings import nothing of the project (serving ships without monitoring)."""
+    import ast
+    from pathlib import Path
+
+    from recsys.settings import Settings
+
+    config = PolicyConfig.from_settings(Settings(drift_threshold=0.3, min_window=50, drift_consecutive=3, max_hit_rate_drop=0.1))
+    assert (config.threshold, config.min_window, config.consecutive, config.max_hit_rate_drop) == (0.3, 50, 3, 0.1)
+    source = ast.parse(Path(__import__("recsys.settings").settings.__file__).read_text())
+    imported = [n.module for n in ast.walk(source) if isinstance(n, ast.ImportFrom)] + [a.name for n in ast.walk(source) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("recsys")], imported
