@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsys import platform
+from recsys import keys, platform
 from recsys.settings import Settings, get_settings
 
 app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).", no_args_is_help=True)
@@ -128,6 +128,10 @@ def show_status(settings: Settings) -> bool:
     console.print(table)
     docs = settings.gx_dir.resolve() / "index.html"
     console.print(f"GX data docs: {docs.as_uri() if docs.exists() else 'none yet (written by the validate flow)'}")
+    for name, configured in ((keys.LOG_KEY, settings.log_key), (keys.ADMIN_TOKEN, settings.admin_token)):
+        path = keys.secrets_dir(settings) / name
+        where = "set in the environment" if configured is not None else (str(path) if path.exists() else f"{path} (made on first use)")
+        console.print(f"{name}: {where}")
     return all_up
 
 

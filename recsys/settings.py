@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +69,22 @@ class Settings(BaseSettings):
     experiment: str = "recsys"
     registered_model: str = "recsys"
     champion_alias: str = "champion"
+
+    # Serving (read by the BentoML service's own process)
+    bind_host: str = Field(
+        default="127.0.0.1", description="Interface the service binds when started alone; beyond loopback needs RECSYS_ADMIN_TOKEN"
+    )
+    serve_workers: int = Field(default=1, description="Service worker processes (a reload swaps the worker it reaches)")
+    request_timeout_s: float = Field(default=5.0, description="Service time to first byte before a 504")
+    access_log: bool = Field(default=False, description="BentoML's access log lines (the request log has every answer)")
+    tracing: bool = Field(default=False, description="BentoML's OpenTelemetry spans per request (for a configured exporter)")
+    bento_model: str = Field(default="recsys:latest", description="BentoML model tag the service loads")
+    log_key: SecretStr | None = Field(
+        default=None, description="HMAC key (32+ bytes) pseudonymising user ids in logs; unset: generated into home/secrets"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the service's admin routes; unset: generated into home/secrets"
+    )
 
     # Training
     embedding_dim: int = 64

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,23 +20,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.schemas import ModelInfo
 
-ADMIN_TOKEN_ENV = "RECSYS_ADMIN_TOKEN"
-
-
 async def model_info(_: Request) -> JSONResponse:
     """Lineage of the model answering right now (version, run, data digest, GX result, promotion)."""
     return JSONResponse(ModelInfo.of(bentoml.get_current_service().current.info).model_dump())
 
 
 def _authorised(request: Request) -> JSONResponse | None:
-    """None if the bearer token matches RECSYS_ADMIN_TOKEN; the refusal otherwise.
+    """None if the bearer token matches the service's admin token; the refusal otherwise.
 
-    With no token configured the admin routes are off: a default token would be a default
-    password, so there is none.
+    The token is RECSYS_ADMIN_TOKEN, or the one generated for this install into
+    RECSYS_HOME/secrets/admin-token (recsys.keys): there is no default token to guess.
     """
-    token = os.environ.get(ADMIN_TOKEN_ENV, "")
-    if not token:
-        return JSONResponse({"error": f"admin endpoints are disabled: set {ADMIN_TOKEN_ENV}"}, status_code=403)
+    token = bentoml.get_current_service().admin_token
     given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), token.encode()):
         return JSONResponse({"error": "missing or wrong admin token (Authorization: Bearer <token>)"}, status_code=401)

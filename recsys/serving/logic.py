@@ -23,8 +23,6 @@ from pydantic_core import to_json
 from recsys.models.base import EmbeddingModel
 from recsys.serving import index as ann
 
-# Local default so a laptop run works; deployments set RECSYS_LOG_KEY (see service.py).
-DEFAULT_LOG_KEY = "recsys-local-dev-key"
 
 
 @dataclass(frozen=True)

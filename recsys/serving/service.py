@@ -7,23 +7,18 @@ similar-item lookups go to `events.jsonl` beside it, so they do not skew drift f
 What answering costs is on `/metrics` (`recsys_cpu_seconds_total`,
 `recsys_recommended_users_total`) and in each log line (`cpu_us`).
 
-Environment (secure defaults):
-- RECSYS_BIND_HOST: interface to bind, default 127.0.0.1 (`--host` overrides).
-- RECSYS_LOG_KEY: HMAC-SHA256 key that pseudonymises user ids in the logs. Default
-  "recsys-local-dev-key" is for local use only: set a secret one anywhere else.
-- RECSYS_ADMIN_TOKEN: bearer token for POST /admin/reload; unset means reload is off.
-- RECSYS_SERVE_WORKERS: worker processes (default 1; a reload swaps the worker it reaches).
-- RECSYS_REQUEST_TIMEOUT_S: time to first byte before a 504 (default 5).
-- RECSYS_ACCESS_LOG: 1 to add BentoML's access log lines (off: the request log has them).
-- RECSYS_TRACING: 1 to give every request BentoML's OpenTelemetry spans (for a configured
-  exporter); off by default, see TRACING below.
+Settings (`recsys.settings`, all `RECSYS_*`, secure defaults): `bind_host` (127.0.0.1;
+`--host` overrides), `serve_workers`, `request_timeout_s`, `access_log`, `tracing` (BentoML's
+OpenTelemetry spans, off: see TRACING below), `bento_model`, and the secrets `log_key` (the
+HMAC-SHA256 key that pseudonymises user ids in the logs) and `admin_token` (bearer token of
+POST /admin/reload): unset, each is generated once for this install (`recsys.keys`). The
+service refuses a key under 32 bytes and a non-loopback interface without an explicit token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import secrets
 import time
 from datetime import UTC, datetime
@@ -40,12 +35,12 @@ from recsys.schemas import (
     RecommendRequest, RecommendResponse, SimilarItemsResponse,
 )  # fmt: skip
 from recsys.serving.http import RequestGuard, admin_app
-from recsys.serving.logic import DEFAULT_LOG_KEY, Query, Recommendation, RequestLog, ServingModel, pseudonymise
+from recsys import keys
+from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
 
-MODEL_TAG = os.environ.get("RECSYS_BENTO_MODEL", "recsys:latest")
+SETTINGS = get_settings()
 EXPORT_PATH = Path("mlflow_model") / "artifacts" / "export"
-LOG_KEY = os.environ.get("RECSYS_LOG_KEY", DEFAULT_LOG_KEY).encode()
 K = Annotated[int, Field(ge=1, le=MAX_K)]
 
 # With no exporter configured BentoML still records five OpenTelemetry spans per request
@@ -53,7 +48,7 @@ K = Annotated[int, Field(ge=1, le=MAX_K)]
 # Measured: a third of the server's CPU per /recommend (1,060 -> 730 us), for nothing.
 # Excluding every URL skips the tracing middleware; RECSYS_TRACING=1 keeps it (for a
 # deployment that configures an exporter).
-TRACING: dict[str, str] = {} if os.environ.get("RECSYS_TRACING", "0") == "1" else {"excluded_urls": ".*"}
+TRACING: dict[str, str] = {} if SETTINGS.tracing else {"excluded_urls": ".*"}
 
 faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads would only contend
 
@@ -89,22 +84,27 @@ def now() -> str:
     # timeout, keeping that request's future, context and trace span alive: at 1,000 req/s
     # a 30 s timeout holds ~30k of them and full GC passes over them pause for 100+ ms.
     # Answers take milliseconds (model reloads about a second), so 5 s is ample.
-    traffic={"timeout": float(os.environ.get("RECSYS_REQUEST_TIMEOUT_S", "5"))},
-    workers=int(os.environ.get("RECSYS_SERVE_WORKERS", "1")),
-    http={"host": os.environ.get("RECSYS_BIND_HOST", "127.0.0.1")},
+    traffic={"timeout": SETTINGS.request_timeout_s},
+    workers=SETTINGS.serve_workers,
+    http={"host": SETTINGS.bind_host},
     # Our request log already records every answer; a second, per-request access line
     # to stdout costs about a third of the throughput. RECSYS_ACCESS_LOG=1 turns it on.
-    logging={"access": {"enabled": os.environ.get("RECSYS_ACCESS_LOG", "0") == "1"}},
+    logging={"access": {"enabled": SETTINGS.access_log}},
     tracing=TRACING,
 )
 class RecsysService:
     """Recommendations, similar items and feedback from the promoted champion."""
 
-    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    bento_model = bentoml.models.BentoModel(SETTINGS.bento_model)
 
     def __init__(self) -> None:
+        settings = get_settings()
+        for host in {settings.bind_host, settings.host}:  # its own interface, and the one `recsys up` passes
+            keys.check_bind(settings, host)
+        self.log_key = keys.log_key(settings)  # made on first use for this install, shared by every worker
+        self.admin_token = keys.admin_token(settings)
         self.current = load_serving(bentoml.models.get(self.bento_model.tag))
-        log = get_settings().request_log
+        log = settings.request_log
         self.log = RequestLog(log)
         self.events = RequestLog(log.with_name("events.jsonl"))
         self._reload_lock = asyncio.Lock()
@@ -143,7 +143,7 @@ class RecsysService:
                 "request_id": response.request_id,
                 "served_at": now(),
                 "event_time": timestamp,
-                "user_id": pseudonymise(q.user_id, LOG_KEY),
+                "user_id": pseudonymise(q.user_id, self.log_key),
                 "k": q.k,
                 "exclude_seen": q.exclude_seen,
                 "items": [i for i, _ in rec.items],
@@ -214,7 +214,7 @@ class RecsysService:
         """Record what the user did with a recommended item (joined to the answer by request_id)."""
         response = FeedbackResponse(request_id=new_request_id(), accepted=True, model_version=self.current.version)
         self.events.append({"kind": "feedback", "request_id": response.request_id, "served_at": now(),
-                            "user_id": pseudonymise(user_id, LOG_KEY), "item_id": item_id, "event": event,
+                            "user_id": pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
                             "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
         return response
 

@@ -35,6 +35,7 @@ def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkey
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["status"])
     assert result.exit_code == 1 and result.output.count("down") >= 5
+    assert "log-key:" in result.output and "admin-token:" in result.output  # where this install's secrets are
 
 
 def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:  # noqa: ANN001

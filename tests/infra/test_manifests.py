@@ -86,7 +86,7 @@ def test_compose_backends_and_secrets_come_from_the_environment(compose: dict) -
     assert (worker_env["PREFECT_API_URL"], worker_env["RECSYS_MLFLOW_TRACKING_URI"]) == ("http://prefect-server:4200/api", "http://mlflow:5000")
     # Every password is a ${VAR} reference, never a literal in the file.
     text = COMPOSE.read_text()
-    for key in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "RECSYS_LOG_KEY"):
+    for key in ("POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY", "RECSYS_LOG_KEY", "RECSYS_ADMIN_TOKEN"):
         for value in re.findall(rf"^\s*{key}:\s*(\S+)", text, re.MULTILINE):
             assert value.startswith("${"), f"{key} is inlined: {value}"
     assert (REPO / "infra" / "compose" / "Dockerfile").is_file()

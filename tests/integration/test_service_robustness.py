@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.served import served_champion
+from tests.integration.served import Served, served_champion
 
-from recsys import registry
+from recsys import keys, registry
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.serving import index
@@ -35,10 +35,15 @@ def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def robust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The popularity champion served with no admin token configured."""
     with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity) as running:
-        yield running.url
+        yield running
+
+
+@pytest.fixture(scope="module")
+def url(robust: Served) -> str:
+    return robust.url
 
 
 LONG = "x" * 200
@@ -107,7 +112,7 @@ def test_oversized_wrong_type_and_wrong_method_requests_get_4xx(url: str) -> Non
     assert form.status_code == 415 and "multipart/form-data" in form.text
     assert httpx.get(f"{url}/recommend").status_code == 405
     assert httpx.post(f"{url}/no-such-route", json={}).status_code == 404
-    assert httpx.post(f"{url}/admin/reload").status_code == 403  # no token configured: admin is off
+    assert httpx.post(f"{url}/admin/reload").status_code == 401  # no token given (none is configured: one was generated)
 
 
 def test_fallback_still_answers_with_the_exact_index(url: str) -> None:
@@ -135,3 +140,14 @@ def test_integer_ids_are_taken_as_their_text(url: str) -> None:
     assert batch.status_code == 200 and batch.json()[0]["user_id"] == "7"
     feedback = httpx.post(f"{url}/feedback", json={"user_id": 12347, "item_id": 85123, "event": "click", "request_id": "r"})
     assert feedback.status_code == 200, feedback.text
+
+
+def test_generated_admin_token_is_private_and_opens_the_admin_routes(robust: Served) -> None:
+    """No token was configured: the service made one for this install (mode 0600), and only it works."""
+    token_file = keys.secrets_dir(robust.settings) / keys.ADMIN_TOKEN
+    assert token_file.stat().st_mode & 0o777 == 0o600 and token_file.parent.stat().st_mode & 0o777 == 0o700
+    token = token_file.read_text().strip()
+    assert len(token) >= 32
+    ok = httpx.post(f"{robust.url}/admin/reload", headers={"authorization": f"Bearer {token}"}, timeout=30)
+    assert ok.status_code == 200 and ok.json()["serving"] == ok.json()["previous"], ok.text
+    assert httpx.post(f"{robust.url}/admin/reload", headers={"authorization": "Bearer recsys-local-dev-key"}).status_code == 401
