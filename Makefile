@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean up down loop test-browser test-infra browser-deps java-deps
+.PHONY: install demo test lint clean up down loop test-browser test-infra browser-deps java-deps
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ java-deps:
 
 test: install browser-deps java-deps
 	$(BIN)/python -m pytest
+
+# ruff over the whole tree with the configuration in pyproject.toml (CI runs it after the tests).
+lint: install
+	$(BIN)/ruff check .
 
 # Every UI on 127.0.0.1 (Prefect, MLflow, BentoML, Evidently) and the flow runner; `make down` stops them.
 up: install

@@ -62,7 +62,7 @@ def _deep_epochs(name: str, data: Dataset, split: Split) -> tuple[int, float, li
     """The deep model's epoch count, chosen by validation NDCG@10 after each epoch of one fit on train."""
     curve: list[float] = []
 
-    def on_epoch_end(epoch: int, logs: dict[str, float], model) -> None:  # noqa: ANN001
+    def on_epoch_end(epoch: int, logs: dict[str, float], model) -> None:
         curve.append(evaluate(model, split.val, ks=(10,))["ndcg_at_10"])
 
     SeqTwoTowerModel(**_deep_config(name), on_epoch_end=on_epoch_end).fit(split.train, data.items, split.val)

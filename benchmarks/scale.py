@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 SIZES = (1_000_000, 5_000_000, 20_000_000)
 PIPELINE = {"batch_size": 1024, "max_len": 20, "bag_len": 50, "embedding_dim": 32}
 WARM_BATCHES, TIMED_BATCHES, RATIO_STEPS, REPEATS = 20, 200, 40, 3

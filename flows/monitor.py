@@ -39,7 +39,7 @@ DRIFT_EVENT = "recsys.drift.detected"
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def reference_window(dataset: str):  # noqa: ANN201
+def reference_window(dataset: str):
     settings = get_settings()
     current = registry.champion(settings)
     if current is None:
@@ -54,7 +54,7 @@ def reference_window(dataset: str):  # noqa: ANN201
 
 
 @task(cache_policy=NO_CACHE)
-def compare(reference, window: int, model, reference_centroid) -> tuple[DriftResult, str, float | None]:  # noqa: ANN001
+def compare(reference, window: int, model, reference_centroid) -> tuple[DriftResult, str, float | None]:
     """Drift of the latest `window` requests against the reference, with their online quality."""
     settings = get_settings()
     records = read_request_log(settings.request_log, last_n=window)

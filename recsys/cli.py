@@ -78,7 +78,9 @@ def demo() -> None:
 
 @app.command()
 def up(
-    train_first: Annotated[bool, typer.Option("--train-first/--no-train-first", help="Without a champion, run the pipeline once so the service has a model")] = True,
+    train_first: Annotated[
+        bool, typer.Option("--train-first/--no-train-first", help="Without a champion, run the pipeline once so the service has a model")
+    ] = True,
 ) -> None:
     """Start every server on 127.0.0.1 (Prefect, flow runner, MLflow, Evidently, BentoML); reuse running ones."""
     settings = get_settings()

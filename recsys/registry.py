@@ -35,7 +35,7 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model = EmbeddingModel.load(Path(context.artifacts[EXPORT_ARTIFACT]))
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from recsys.serving.logic import recommend_one
 
         rows = [recommend_one(self.model, str(r.user_id), int(getattr(r, "k", 10))) for r in model_input.itertuples()]

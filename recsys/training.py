@@ -17,27 +17,27 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.models import infer_signature
 
-from recsys import registry  # noqa: E402
-from recsys.cost import Cost, Meter  # noqa: E402
-from recsys.data.ingest import Dataset  # noqa: E402
-from recsys.data.split import Split  # noqa: E402
-from recsys.evaluation import evaluate, metric_curve  # noqa: E402
-from recsys.models.base import EmbeddingModel, Recommender  # noqa: E402
-from recsys.models.ease import EASEModel  # noqa: E402
-from recsys.models.ials import IALSModel  # noqa: E402
-from recsys.models.item_knn import ItemKNNModel  # noqa: E402
-from recsys.models.popularity import PopularityModel  # noqa: E402
-from recsys.models.seq_two_tower import SeqTwoTowerModel  # noqa: E402
-from recsys.models.two_tower import EpochCallback, TwoTowerModel  # noqa: E402
-from recsys.schemas import TS_COL  # noqa: E402
-from recsys.settings import Settings  # noqa: E402
+from recsys import registry
+from recsys.cost import Cost, Meter
+from recsys.data.ingest import Dataset
+from recsys.data.split import Split
+from recsys.evaluation import evaluate, metric_curve
+from recsys.models.base import EmbeddingModel, Recommender
+from recsys.models.ease import EASEModel
+from recsys.models.ials import IALSModel
+from recsys.models.item_knn import ItemKNNModel
+from recsys.models.popularity import PopularityModel
+from recsys.models.seq_two_tower import SeqTwoTowerModel
+from recsys.models.two_tower import EpochCallback, TwoTowerModel
+from recsys.schemas import TS_COL
+from recsys.settings import Settings
 
 FAMILIES = ("two_tower", "popularity", "seq_two_tower", "ease", "ials", "item_knn")
 EPOCH_FAMILIES = ("two_tower", "seq_two_tower")  # their epoch count is chosen on validation
@@ -189,13 +189,13 @@ def train_until(dataset: Dataset) -> pd.Timestamp:
     return dataset.interactions[TS_COL].max() + pd.Timedelta(seconds=1)
 
 
-def _log_figure(fig, name: str) -> None:  # noqa: ANN001
+def _log_figure(fig, name: str) -> None:
     """Log a figure to the active run and free it (pyplot keeps every open figure alive)."""
     mlflow.log_figure(fig, name)
     plt.close(fig)
 
 
-def _plot(history: dict[str, list[float]]):  # noqa: ANN202
+def _plot(history: dict[str, list[float]]):
     fig, axes = plt.subplots(1, len(history), figsize=(4 * len(history), 3), squeeze=False)
     for ax, (name, values) in zip(axes[0], history.items()):
         ax.plot(range(1, len(values) + 1), values, marker="o")
@@ -205,7 +205,7 @@ def _plot(history: dict[str, list[float]]):  # noqa: ANN202
     return fig
 
 
-def _plot_at_k(curves: dict[str, list[float]]):  # noqa: ANN202
+def _plot_at_k(curves: dict[str, list[float]]):
     fig, ax = plt.subplots(figsize=(5, 3))
     for name, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker=".", label=f"{name}@K")

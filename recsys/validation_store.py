@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +41,7 @@ class StoreValidation:
         """The gate's result type: failures, the first failing (else first) Data Docs page, a per-snapshot id."""
         judged = sorted(self.checked.values(), key=lambda r: r.success)  # failures first (stable)
         pages = [r.docs_index for r in judged if r.docs_index is not None]
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         files = {"files_checked": len(self.checked), "files_skipped": len(self.skipped), "rows_checked": self.rows_checked}
         return ValidationResult(self.success, self.failed, pages[0] if pages else None, f"{stamp}-{self.digest[:12]}", {"store": files})
 

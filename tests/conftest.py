@@ -62,7 +62,7 @@ def fresh_prefect_events() -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     """A real `prefect server start` (SQLite) on a free loopback port, for the whole session."""
     from recsys import platform
 

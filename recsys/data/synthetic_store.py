@@ -97,7 +97,10 @@ def _catalogue(item_cat: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(
         {
             ITEM_COL: pd.array(ids, dtype="string[pyarrow]"),
-            TITLE_COL: pd.array(np.char.add(np.char.add("item ", np.arange(len(item_cat)).astype(str)), np.char.add(" of category ", item_cat.astype(str))), dtype="string[pyarrow]"),
+            TITLE_COL: pd.array(
+                np.char.add(np.char.add("item ", np.arange(len(item_cat)).astype(str)), np.char.add(" of category ", item_cat.astype(str))),
+                dtype="string[pyarrow]",
+            ),
             CATEGORY_COL: pd.array(np.char.add("c", item_cat.astype(str)), dtype="string[pyarrow]"),
             PRICE_COL: np.round(rng.lognormal(1.0, 0.6, len(item_cat)), 2),
         }

@@ -42,7 +42,7 @@ DEFAULTS = {
 # permutation; at or above the number of examples it is a full reshuffle every epoch.
 
 
-def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: ANN202
+def _build(n_users: int, n_items: int, content: ItemContent, p: dict):
     import keras
     import keras_rs
     from keras import layers, ops
@@ -50,7 +50,7 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
     class RemoveAccidentalHits(keras_rs.layers.RemoveAccidentalHits):
         """keras-rs 0.4.0 adds ~1e-40 to accidental hits, a no-op (keras-rs PR #206): mask them."""
 
-        def call(self, logits, labels, candidate_ids):  # noqa: ANN001, ANN201
+        def call(self, logits, labels, candidate_ids):
             same = ops.equal(ops.expand_dims(candidate_ids, 1), ops.expand_dims(candidate_ids, 0))
             duplicate = ops.logical_and(same, ops.equal(labels, 0))
             return ops.where(duplicate, ops.full_like(logits, -1e4), logits)
@@ -83,18 +83,21 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
             self.remove_hits = RemoveAccidentalHits()
             self.softmax_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-        def embed_items(self, items, training=False):  # noqa: ANN001, ANN201
+        def embed_items(self, items, training=False):
             tokens = ops.take(self.tables["tokens"], items, axis=0)
             token_mask = ops.cast(ops.expand_dims(ops.not_equal(tokens, 0), -1), self.compute_dtype)
             words = ops.sum(self.token(tokens) * token_mask, axis=-2) / (ops.sum(token_mask, axis=-2) + 1.0)
             has_id = ops.cast(ops.expand_dims(ops.take(self.tables["has_id"], items, axis=0), -1), self.compute_dtype)
             features = ops.concatenate(
-                [self.item_id(items) * has_id, words, self.category(ops.take(self.tables["categories"], items, axis=0)), self.price(ops.take(self.tables["prices"], items, axis=0))],
+                [
+                    self.item_id(items) * has_id, words,
+                    self.category(ops.take(self.tables["categories"], items, axis=0)), self.price(ops.take(self.tables["prices"], items, axis=0)),
+                ],
                 axis=-1,
             )  # fmt: skip
             return ops.normalize(ops.cast(self.item_mlp(self.drop(features, training=training)), "float32"), axis=-1)
 
-        def embed_users(self, inputs, training=False):  # noqa: ANN001, ANN201
+        def embed_users(self, inputs, training=False):
             long = inputs["history"]  # the last bag_len items; the transformer reads the last max_len
             history = long[:, -int(p["max_len"]) :]
             mask = ops.not_equal(history, 0)
@@ -109,7 +112,7 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
             features = ops.concatenate([x[:, -1, :], bag, self.user_id(inputs["user"])], axis=-1)
             return ops.normalize(ops.cast(self.user_mlp(self.drop(features, training=training)), "float32"), axis=-1)
 
-        def call(self, inputs, training=False):  # noqa: ANN001, ANN201
+        def call(self, inputs, training=False):
             users = self.embed_users(inputs, training)
             items = self.embed_items(inputs["item"], training)
             logits = ops.matmul(users, ops.transpose(items)) / float(p["temperature"])
@@ -117,7 +120,7 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):  # noqa: 
             q = ops.broadcast_to(ops.expand_dims(inputs["q"], 0), ops.shape(logits))
             return self.remove_hits(self.correction(logits, q), labels, inputs["item"])
 
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):  # noqa: ANN001, ANN201
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
             labels = ops.arange(ops.shape(y_pred)[0])
             return self.softmax_loss(labels, y_pred)  # a Loss object: scaled for distribution
 
@@ -197,7 +200,7 @@ class SeqTwoTowerModel(FittedModel):
         self._pop = item_popularity(train, self._item_ids)
         self._seen = build_seen(train, self._users, self._item_ids)
 
-    def dataset(self):  # noqa: ANN201
+    def dataset(self):
         """The training input pipeline: one epoch of fixed-size batches, reshuffled each epoch, prefetched.
 
         Examples are cut points (user, end, item). Their positions go through a bounded shuffle

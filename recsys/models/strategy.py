@@ -95,7 +95,7 @@ class DistributedFit:
     The model's loss must be scaled for distribution (a keras.losses.Loss object does it).
     """
 
-    def train_step(self, data):  # noqa: ANN001, ANN201
+    def train_step(self, data):
         import tensorflow as tf
 
         logs = super().train_step(data)
@@ -103,7 +103,7 @@ class DistributedFit:
             return logs
         return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):  # noqa: ANN001, ANN202
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         strategy = getattr(self, "_distribute_strategy", None)
         if iterator is not None and data_batch is None and strategy is not None:
             import tensorflow as tf

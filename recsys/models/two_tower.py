@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EpochCallback = Callable[[int, dict[str, float], EmbeddingModel], None]
 
 
-def _build_keras_model(n_users: int, n_items: int, dim: int, temperature: float, seed: int):  # noqa: ANN202
+def _build_keras_model(n_users: int, n_items: int, dim: int, temperature: float, seed: int):
     import keras
     from keras import layers, ops
 
@@ -35,13 +35,13 @@ def _build_keras_model(n_users: int, n_items: int, dim: int, temperature: float,
             self.user_tower = layers.Embedding(n_users, dim, embeddings_initializer=init, name="user_tower")
             self.item_tower = layers.Embedding(n_items, dim, embeddings_initializer=init, name="item_tower")
 
-        def embed_users(self, users):  # noqa: ANN001, ANN202
+        def embed_users(self, users):
             return ops.normalize(self.user_tower(users), axis=-1)
 
-        def embed_items(self, items):  # noqa: ANN001, ANN202
+        def embed_items(self, items):
             return ops.normalize(self.item_tower(items), axis=-1)
 
-        def call(self, inputs):  # noqa: ANN001, ANN202
+        def call(self, inputs):
             users = self.embed_users(inputs["user"])
             items = self.embed_items(inputs["item"])
             logits = ops.matmul(users, ops.transpose(items)) / temperature

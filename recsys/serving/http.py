@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+
 import bentoml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.schemas import ModelInfo
+
 
 async def model_info(_: Request) -> JSONResponse:
     """Lineage of the model answering right now (version, run, data digest, GX result, promotion)."""

@@ -24,7 +24,6 @@ from recsys.models.base import EmbeddingModel
 from recsys.serving import index as ann
 
 
-
 @dataclass(frozen=True)
 class Recommendation:
     items: list[tuple[str, float]]

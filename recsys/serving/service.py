@@ -30,12 +30,21 @@ import faiss
 from bentoml.exceptions import NotFound
 from pydantic import Field
 
+from recsys import keys
 from recsys.schemas import (
-    DEFAULT_K, MAX_BATCH, EventName, MAX_BODY_BYTES, MAX_K, FeedbackResponse, Id, RecommendedItem,
-    RecommendRequest, RecommendResponse, SimilarItemsResponse,
+    DEFAULT_K,
+    MAX_BATCH,
+    MAX_BODY_BYTES,
+    MAX_K,
+    EventName,
+    FeedbackResponse,
+    Id,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+    SimilarItemsResponse,
 )  # fmt: skip
 from recsys.serving.http import RequestGuard, admin_app
-from recsys import keys
 from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
 

@@ -98,7 +98,7 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def screenshot(tmp_path: Path):  # noqa: ANN201
+def screenshot(tmp_path: Path):
     """`screenshot(page, name)`: save a PNG where the README's images live, when asked to."""
     folder = Path(os.environ.get("RECSYS_SCREENSHOTS_DIR", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from recsys.validation import validate_dataset
 from tests.browser.conftest import Platform
 
 
-def test_prefect_custom_run_of_training_reaches_completed(platform_up: Platform, page: Page, screenshot) -> None:  # noqa: ANN001
+def test_prefect_custom_run_of_training_reaches_completed(platform_up: Platform, page: Page, screenshot) -> None:
     base = platform.prefect_server(platform_up.settings).url
     page.goto(f"{base}/deployments")
     page.get_by_role("link", name="train", exact=True).first.click()
@@ -35,7 +35,7 @@ def test_prefect_custom_run_of_training_reaches_completed(platform_up: Platform,
     assert run["parameters"]["epochs"] == 3 and run["state"]["type"] == "COMPLETED"
 
 
-def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Page, screenshot) -> None:  # noqa: ANN001
+def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Page, screenshot) -> None:
     base = platform.mlflow_server(platform_up.settings).url
     experiment = httpx.get(f"{base}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "recsys"}).json()
     page.goto(f"{base}/#/experiments/{experiment['experiment']['experiment_id']}/runs")
@@ -81,7 +81,7 @@ def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Pa
     screenshot(page, "mlflow-compare")
 
 
-def test_swagger_ui_executes_recommend(platform_up: Platform, page: Page, screenshot) -> None:  # noqa: ANN001
+def test_swagger_ui_executes_recommend(platform_up: Platform, page: Page, screenshot) -> None:
     page.goto(platform.bentoml_server(platform_up.settings).url)
     operation = page.locator(".opblock").filter(has=page.locator('[data-path="/recommend"]')).first
     operation.locator(".opblock-summary").click()
@@ -95,7 +95,7 @@ def test_swagger_ui_executes_recommend(platform_up: Platform, page: Page, screen
     assert body.inner_text().count('"item_id"') == 5
 
 
-def test_evidently_project_shows_the_drift_dashboard(platform_up: Platform, page: Page, screenshot) -> None:  # noqa: ANN001
+def test_evidently_project_shows_the_drift_dashboard(platform_up: Platform, page: Page, screenshot) -> None:
     page.goto(platform.evidently_ui(platform_up.settings).url)
     page.get_by_role("link", name="recsys", exact=True).click()
     expect(page.get_by_text("Share of drifted request features").first).to_be_visible(timeout=30_000)
@@ -103,7 +103,7 @@ def test_evidently_project_shows_the_drift_dashboard(platform_up: Platform, page
     screenshot(page, "evidently-dashboard")
 
 
-def test_failing_gx_data_docs_page_names_the_failed_expectation(page: Page, tmp_path: Path, screenshot) -> None:  # noqa: ANN001
+def test_failing_gx_data_docs_page_names_the_failed_expectation(page: Page, tmp_path: Path, screenshot) -> None:
     shop = make_synthetic()
     broken = shop.interactions.copy()
     broken.loc[:9, "user_id"] = None

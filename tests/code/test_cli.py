@@ -38,7 +38,7 @@ def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkey
     assert "log-key:" in result.output and "admin-token:" in result.output  # where this install's secrets are
 
 
-def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:  # noqa: ANN001
+def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:
     from recsys.data.ingest import load_dataset
 
     target = tmp_path / "shop"

@@ -15,8 +15,8 @@ from recsys.evaluation import (
     map_at_k,
     ndcg_at_k,
     precision_at_k,
-    recall_at_k,
     ranked_truth,
+    recall_at_k,
     sample_users,
     top_k_stable,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ N_REF, N_CUR = 600, 300
 def make_records(n: int, seed: int, shift: bool = False) -> list[dict[str, Any]]:
     """`n` request-log records; `shift` = cold-start evening audience getting popular items."""
     rng = np.random.default_rng(seed)
-    start = datetime(2011, 9, 1, tzinfo=timezone.utc)
+    start = datetime(2011, 9, 1, tzinfo=UTC)
     p_fallback = 0.8 if shift else 0.1
     records = []
     for i in range(n):
@@ -51,7 +51,7 @@ def make_records(n: int, seed: int, shift: bool = False) -> list[dict[str, Any]]
         records.append(
             {
                 "request_id": f"{seed}-{i}",
-                "served_at": (datetime(2026, 11, 28, tzinfo=timezone.utc) + timedelta(seconds=i)).isoformat(),
+                "served_at": (datetime(2026, 11, 28, tzinfo=UTC) + timedelta(seconds=i)).isoformat(),
                 # a few requests come without event_time: served_at must stand in
                 "event_time": None if i % 50 == 0 else event.replace(tzinfo=None).isoformat(),
                 "user_id": f"u{rng.integers(0, 5000)}",

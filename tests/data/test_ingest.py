@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from tests.conftest import SHARED_DATA
 
 from recsys.data.ingest import (
     clean_online_retail,
@@ -13,6 +12,7 @@ from recsys.data.ingest import (
     read_online_retail_raw,
 )
 from recsys.schemas import INTERACTION_COLUMNS, ITEM_COLUMNS
+from tests.conftest import SHARED_DATA
 
 RETAIL_CSV = SHARED_DATA / "online-retail" / "online_retail.csv.gz"
 
@@ -84,7 +84,7 @@ def test_movielens_latest_small() -> None:
     assert data.items["category"].notna().all()
 
 
-def test_generic_file_and_until(tmp_path, synthetic) -> None:  # noqa: ANN001
+def test_generic_file_and_until(tmp_path, synthetic) -> None:
     path = tmp_path / "events.parquet"
     synthetic.interactions.to_parquet(path)
     data = load_interactions_file(path)

@@ -22,7 +22,7 @@ def retail() -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def spark():  # noqa: ANN201 - pyspark's SparkSession
+def spark():
     session = _spark()
     yield session
     session.stop()
@@ -39,13 +39,13 @@ def both(interactions: pd.DataFrame, items: pd.DataFrame, docs: Path) -> tuple[V
     return pandas, spark
 
 
-def test_session_is_local_and_reused(spark) -> None:  # noqa: ANN001
+def test_session_is_local_and_reused(spark) -> None:
     assert spark.sparkContext.master == "local[2]"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
     assert _spark() is spark
 
 
-def test_online_retail_passes_on_spark_as_on_pandas(spark, retail: Dataset, tmp_path: Path) -> None:  # noqa: ANN001
+def test_online_retail_passes_on_spark_as_on_pandas(spark, retail: Dataset, tmp_path: Path) -> None:
     pandas, on_spark = both(retail.interactions, retail.items, tmp_path)
     assert pandas.success and on_spark.success, (pandas.failed, on_spark.failed)
     assert on_spark.statistics == pandas.statistics == {
@@ -62,7 +62,7 @@ def test_online_retail_passes_on_spark_as_on_pandas(spark, retail: Dataset, tmp_
     assert first == fingerprint(retail.items.iloc[::-1]) != fingerprint(retail.items.iloc[1:])
 
 
-def test_corrupt_retail_fails_the_same_checks_on_both_engines(spark, retail: Dataset, tmp_path: Path) -> None:  # noqa: ANN001
+def test_corrupt_retail_fails_the_same_checks_on_both_engines(spark, retail: Dataset, tmp_path: Path) -> None:
     interactions = retail.interactions.copy()
     interactions[USER_COL] = interactions[USER_COL].astype(object)
     interactions.loc[3, USER_COL] = None  # a null id
@@ -93,7 +93,7 @@ def test_corrupt_retail_fails_the_same_checks_on_both_engines(spark, retail: Dat
     assert unknown.endswith("1 of 386252 rows, e.g. ['no-such-item']"), unknown
 
 
-def test_empty_frames_fail_the_same_checks_on_both_engines(spark, retail: Dataset, tmp_path: Path) -> None:  # noqa: ANN001
+def test_empty_frames_fail_the_same_checks_on_both_engines(spark, retail: Dataset, tmp_path: Path) -> None:
     """Spark cannot infer a schema from no rows (or no columns): pandas' dtypes give it one."""
     for name, (interactions, items) in {
         "no rows": (retail.interactions.iloc[:0], retail.items.iloc[:0]),

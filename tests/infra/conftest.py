@@ -53,7 +53,7 @@ class Stack:
     def mlflow_url(self) -> str:
         return platform.mlflow_server(self.settings).url
 
-    def s3(self):  # noqa: ANN201 (a boto3 client has no public type)
+    def s3(self):
         return boto3.client("s3", endpoint_url=self.s3_endpoint, **_boto_credentials())
 
     def query(self, dsn: str, sql: str, params: tuple = ()) -> list[tuple]:
@@ -152,7 +152,7 @@ def stack(
     def start(name: str) -> None:
         try:
             result.start(name)
-        except BaseException as exc:  # noqa: BLE001 (re-raised below, in the fixture's thread)
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=start, args=(name,)) for name in ("mlflow", "prefect")]

@@ -49,7 +49,7 @@ def _kill_when(stack: Stack, server: str, condition: Callable[[], bool]) -> thre
         try:
             wait_for(condition, timeout=120, what=f"the moment to kill {server}")
             stack.kill(server)
-        except BaseException as exc:  # noqa: BLE001 (reported by the test through `errors`)
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=watch, daemon=True)

@@ -78,7 +78,8 @@ def test_compose_starts_each_service_after_its_dependencies_are_healthy(compose:
 def test_compose_backends_and_secrets_come_from_the_environment(compose: dict) -> None:
     services = compose["services"]
     mlflow_env = services["mlflow"]["environment"]
-    assert mlflow_env["RECSYS_MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://") and "@postgres:5432/mlflow" in mlflow_env["RECSYS_MLFLOW_BACKEND_STORE_URI"]
+    store_uri = mlflow_env["RECSYS_MLFLOW_BACKEND_STORE_URI"]
+    assert store_uri.startswith("postgresql://") and "@postgres:5432/mlflow" in store_uri
     assert mlflow_env["RECSYS_MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://")
     assert mlflow_env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"].startswith("postgresql+asyncpg://")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import SMALL_TRAINING, free_port
 
 from recsys import platform
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split, temporal_user_split
 from recsys.data.synthetic import make_synthetic
 from recsys.settings import Settings, get_settings
+from tests.conftest import SMALL_TRAINING, free_port
 
 
 @dataclass(frozen=True)

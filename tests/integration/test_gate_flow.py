@@ -22,7 +22,7 @@ def _write(data: Dataset, folder: Path, name: str) -> Path:
 
 
 def test_corrupt_data_stops_the_pipeline_and_keeps_the_champion(
-    prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path  # noqa: ANN001
+    prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path
 ) -> None:
     from flows.pipeline import pipeline
 
@@ -49,7 +49,7 @@ def test_corrupt_data_stops_the_pipeline_and_keeps_the_champion(
 
 
 def test_pipeline_on_a_store_validates_each_new_month_once_and_stops_at_a_corrupt_one(
-    prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path  # noqa: ANN001
+    prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path
 ) -> None:
     from flows.pipeline import pipeline
     from recsys.data import store

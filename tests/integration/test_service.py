@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from tests.integration.served import Served, served_champion
 
 from recsys import keys, registry
 from recsys.data.ingest import Dataset
@@ -22,6 +21,7 @@ from recsys.promotion import bless_and_promote
 from recsys.serving import index
 from recsys.settings import Settings
 from recsys.training import train
+from tests.integration.served import Served, served_champion
 
 TOKEN = "test-admin-token"
 

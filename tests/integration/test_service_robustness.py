@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.integration.served import Served, served_champion
 
 from recsys import keys, registry
 from recsys.data.ingest import Dataset
@@ -23,6 +22,7 @@ from recsys.data.split import Split
 from recsys.serving import index
 from recsys.settings import Settings
 from recsys.training import train
+from tests.integration.served import Served, served_champion
 
 
 def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
@@ -95,7 +95,7 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize(("path", "payload", "status", "needle"), MALFORMED)
-def test_malformed_request_gets_a_4xx_that_names_the_problem(url: str, path: str, payload, status: int, needle: str) -> None:  # noqa: ANN001
+def test_malformed_request_gets_a_4xx_that_names_the_problem(url: str, path: str, payload, status: int, needle: str) -> None:
     content = payload if isinstance(payload, str) else json.dumps(payload)
     response = httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"})
     assert response.status_code == status and needle in response.text, response.text

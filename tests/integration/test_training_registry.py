@@ -18,13 +18,13 @@ from recsys.training import train
 
 
 @pytest.fixture
-def first_champion(settings: Settings, synthetic: Dataset, synthetic_split: Split):  # noqa: ANN201
+def first_champion(settings: Settings, synthetic: Dataset, synthetic_split: Split):
     candidate = train(synthetic, synthetic_split, settings, "two_tower", validation={"result_id": "gx-1", "success": True})
     promotion = bless_and_promote(settings, candidate.version, candidate.run_id, synthetic_split, synthetic.items)
     return candidate, promotion
 
 
-def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_champion) -> None:  # noqa: ANN001
+def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_champion) -> None:
     candidate, _ = first_champion
     run = MlflowClient().get_run(candidate.run_id)
     assert run.data.params["family"] == "two_tower" and run.data.params["epochs"] == "20"
@@ -51,7 +51,7 @@ def test_run_logs_params_metrics_data_plot_and_model(settings: Settings, first_c
     assert len(model.item_ids) == 200 and model.meta["family"] == "two_tower"
 
 
-def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: Settings, first_champion) -> None:  # noqa: ANN001
+def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: Settings, first_champion) -> None:
     candidate, promotion = first_champion
     assert promotion.promoted and promotion.previous_champion is None
     assert "popularity" in promotion.blessing.reasons[0]
@@ -65,7 +65,7 @@ def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: S
 
 
 def test_worse_candidate_is_refused_and_champion_stays(
-    settings: Settings, synthetic: Dataset, synthetic_split: Split, first_champion  # noqa: ANN001
+    settings: Settings, synthetic: Dataset, synthetic_split: Split, first_champion
 ) -> None:
     champion_version = first_champion[0].version
     weak = train(synthetic, synthetic_split, settings, "two_tower", params={"epochs": 1, "learning_rate": 0.0001})
@@ -80,7 +80,7 @@ def test_worse_candidate_is_refused_and_champion_stays(
     assert MlflowClient().get_run(weak.run_id).data.tags["blessing_rule"] == "quality"
 
 
-def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> None:  # noqa: ANN001
+def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> None:
     import pandas as pd
 
     candidate, _ = first_champion

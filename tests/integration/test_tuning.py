@@ -23,7 +23,7 @@ def test_grid_and_search_rank_configs_best_first() -> None:
 
 
 def test_tune_flow_logs_nested_trials_and_best_config(
-    prefect_api, settings: Settings, synthetic: Dataset, synthetic_split: Split, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    prefect_api, settings: Settings, synthetic: Dataset, synthetic_split: Split, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import flows.tune as tune_flow
 

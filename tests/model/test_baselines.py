@@ -28,7 +28,7 @@ def fitted(synthetic: Dataset, synthetic_split: Split) -> dict[str, EmbeddingMod
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baseline_beats_popularity_on_planted_tastes(name: str, fitted, synthetic: Dataset, synthetic_split: Split) -> None:  # noqa: ANN001
+def test_baseline_beats_popularity_on_planted_tastes(name: str, fitted, synthetic: Dataset, synthetic_split: Split) -> None:
     pop = evaluate(PopularityModel().fit(synthetic_split.train, synthetic.items).export(), synthetic_split.test)
     model = evaluate(fitted[name], synthetic_split.test)
     assert model["ndcg_at_10"] > 1.2 * pop["ndcg_at_10"]
@@ -36,7 +36,7 @@ def test_baseline_beats_popularity_on_planted_tastes(name: str, fitted, syntheti
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baseline_never_recommends_seen_items(name: str, fitted) -> None:  # noqa: ANN001
+def test_baseline_never_recommends_seen_items(name: str, fitted) -> None:
     model = fitted[name]
     users = np.arange(len(model.user_ids))
     top, _ = model.recommend(users, k=10)
@@ -45,14 +45,14 @@ def test_baseline_never_recommends_seen_items(name: str, fitted) -> None:  # noq
         assert not set(row.tolist()) & set(model.seen(int(user)).tolist())
 
 
-def test_item_item_models_export_binary_rows_and_columns(fitted) -> None:  # noqa: ANN001
+def test_item_item_models_export_binary_rows_and_columns(fitted) -> None:
     model = fitted["ease"]
     assert set(np.unique(model.user_vectors)) <= {0.0, 1.0}
     assert model.user_vectors.shape[1] == model.item_vectors.shape[1]  # one column per trained item
     assert model.user_vectors.sum() == len(model.seen_indices)
 
 
-def test_explanation_returns_the_users_history_items(fitted) -> None:  # noqa: ANN001
+def test_explanation_returns_the_users_history_items(fitted) -> None:
     model = fitted["ials"]
     user = model.user_ids[0]
     recommended = model.item_ids[model.recommend(np.array([0]), 1)[0][0, 0]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from tests.conftest import SMALL_TRAINING
 
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
@@ -11,6 +10,7 @@ from recsys.evaluation import evaluate
 from recsys.models.base import EmbeddingModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.two_tower import TwoTowerModel
+from tests.conftest import SMALL_TRAINING
 
 
 def _two_tower(synthetic: Dataset, split: Split) -> EmbeddingModel:
@@ -35,7 +35,7 @@ def test_recommendations_are_k_unique_unseen_items(synthetic: Dataset, synthetic
         assert np.all(np.diff(row_scores) <= 1e-6)  # sorted by score
 
 
-def test_export_round_trips_without_pickle(tmp_path, synthetic: Dataset, synthetic_split: Split) -> None:  # noqa: ANN001
+def test_export_round_trips_without_pickle(tmp_path, synthetic: Dataset, synthetic_split: Split) -> None:
     model = PopularityModel().fit(synthetic_split.train, synthetic.items).export()
     loaded = EmbeddingModel.load(model.save(tmp_path / "m"))
     users = np.arange(5)
