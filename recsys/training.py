@@ -181,7 +181,9 @@ def build_model(
         return IALSModel(**hp), hp
     if family in ("ease", "item_knn"):
         return (EASEModel if family == "ease" else ItemKNNModel)(**params), dict(params)
-    return PopularityModel(), {}
+    if family == "popularity":
+        return PopularityModel(), {}
+    raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")  # a typo must not train popularity
 
 
 def train_until(dataset: Dataset) -> pd.Timestamp:
