@@ -65,8 +65,10 @@ class RecommendRequest(BaseModel):
 
 class RecommendedItem(BaseModel):
     item_id: str
+    title: str | None = Field(default=None, description="The item's title (its description in the catalogue)")
     score: float
     because: str | None = Field(default=None, description="With explain: the closest item the user has seen")
+    because_title: str | None = Field(default=None, description="With explain: that seen item's title")
 
 
 class RecommendResponse(BaseModel):

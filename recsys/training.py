@@ -29,7 +29,7 @@ from recsys.cost import Cost, Meter
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate, metric_curve
-from recsys.models.base import EmbeddingModel, Recommender
+from recsys.models.base import EmbeddingModel, Recommender, titles_for
 from recsys.models.ease import EASEModel
 from recsys.models.ials import IALSModel
 from recsys.models.item_knn import ItemKNNModel
@@ -123,6 +123,7 @@ def train(
                 model, _ = build_model(family, settings, {**(params or {}), "epochs": chosen}, None)
             model.fit(split.train_val, dataset.items)
             exported = model.export()
+        exported.item_titles = titles_for(dataset.items, exported.item_ids)  # served beside the ids
         cost = meter.cost(len(split.train_val), settings.price_per_core_hour, settings.price_per_gpu_hour)
         mlflow.log_metrics(cost.metrics())
         exported.meta.update(dataset=dataset.name, train_until=str(train_until(dataset)))

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from recsys.schemas import ITEM_COL, USER_COL
+from recsys.schemas import ITEM_COL, TITLE_COL, USER_COL
 
 
 @dataclass
@@ -30,6 +30,7 @@ class EmbeddingModel:
     seen_indptr: np.ndarray  # CSR rows of seen item indices, one row per user
     seen_indices: np.ndarray
     meta: dict = field(default_factory=dict)
+    item_titles: np.ndarray | None = None  # str, (n_items,): what a person reads beside an id ("" if none)
 
     def __post_init__(self) -> None:
         self.user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
@@ -57,6 +58,11 @@ class EmbeddingModel:
         order = np.argsort(-top_scores, axis=1, kind="stable")
         return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
+    def title(self, item_id: str | None) -> str | None:
+        """The item's title (its description in the catalogue), None if unknown or untitled."""
+        row = self.item_index.get(item_id) if item_id is not None and self.item_titles is not None else None
+        return (str(self.item_titles[row]) or None) if row is not None else None
+
     def popular(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The fallback for unknown users: the k most popular items, scored by percentile."""
         top = self.popular_order[:k]
@@ -74,6 +80,7 @@ class EmbeddingModel:
             popularity=self.popularity,
             seen_indptr=self.seen_indptr,
             seen_indices=self.seen_indices,
+            **({"item_titles": self.item_titles.astype(str)} if self.item_titles is not None else {}),
         )
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
         return folder
@@ -84,6 +91,14 @@ class EmbeddingModel:
             fields = {name: arrays[name] for name in arrays.files}
         meta = json.loads((folder / "meta.json").read_text())
         return cls(**fields, meta=meta)
+
+
+def titles_for(items: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
+    """Each item's title from the items table, in `item_ids` order ("" where it has none)."""
+    if TITLE_COL not in items.columns:
+        return np.full(len(item_ids), "", dtype=str)
+    by_id = items.drop_duplicates(ITEM_COL).set_index(ITEM_COL)[TITLE_COL]
+    return by_id.reindex(item_ids).fillna("").astype(str).to_numpy().astype(str)
 
 
 def build_seen(train: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

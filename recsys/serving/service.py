@@ -143,7 +143,10 @@ class RecsysService:
         response = RecommendResponse(
             request_id=new_request_id(),
             user_id=q.user_id,
-            items=[RecommendedItem(item_id=i, score=s, because=b) for (i, s), b in zip(rec.items, because)],
+            items=[
+                RecommendedItem(item_id=i, title=state.model.title(i), score=s, because=b, because_title=state.model.title(b))
+                for (i, s), b in zip(rec.items, because)
+            ],
             fallback=rec.fallback,
             model_version=state.version,
         )
@@ -206,7 +209,7 @@ class RecsysService:
             raise NotFound(f"unknown item_id {item_id!r}: not in the catalogue of model version {state.version}")
         response = SimilarItemsResponse(
             request_id=new_request_id(), item_id=item_id, model_version=state.version,
-            items=[RecommendedItem(item_id=i, score=s) for i, s in items],
+            items=[RecommendedItem(item_id=i, title=state.model.title(i), score=s) for i, s in items],
         )  # fmt: skip
         self.events.append({"kind": "similar_items", "request_id": response.request_id, "served_at": now(),
                             "item_id": item_id, "k": k, "items": [i for i, _ in items], "model_version": state.version})  # fmt: skip

@@ -55,6 +55,8 @@ def test_known_user_gets_k_ranked_unseen_items_with_lineage(served: Served) -> N
     model = registry.load_version(served.settings, "1")
     seen = set(model.item_ids[model.seen(model.user_index["u1"])].tolist())
     assert not seen & {i["item_id"] for i in body["items"]}
+    titles = served.data.items.set_index("item_id")["title"]  # a person reads the title beside each id
+    assert all(i["title"] == titles[i["item_id"]] for i in body["items"])
     with_seen = post(served, "/recommend", {"user_id": "u1", "k": 100, "exclude_seen": False})
     assert seen & {i["item_id"] for i in with_seen["items"]}
 
@@ -64,11 +66,13 @@ def test_explain_names_a_seen_item_per_recommendation(served: Served) -> None:
     model = registry.load_version(served.settings, "1")
     seen = set(model.item_ids[model.seen(model.user_index["u2"])].tolist())
     assert all(i["because"] in seen for i in body["items"])
+    titles = served.data.items.set_index("item_id")["title"]
+    assert all(i["because_title"] == titles[i["because"]] and i["title"] == titles[i["item_id"]] for i in body["items"])
 
 
 def test_unknown_user_gets_popularity_fallback(served: Served) -> None:
     body = post(served, "/recommend", {"user_id": "never-seen", "k": 3})
-    assert body["fallback"] is True and len(body["items"]) == 3
+    assert body["fallback"] is True and len(body["items"]) == 3 and all(i["title"] for i in body["items"])
 
 
 def test_batch_answers_in_order_and_concurrent_batches_all_complete(served: Served) -> None:
