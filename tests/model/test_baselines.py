@@ -8,7 +8,6 @@ import pytest
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
-from recsys.explain import explain
 from recsys.models.base import EmbeddingModel
 from recsys.models.ease import EASEModel
 from recsys.models.ials import IALSModel
@@ -52,13 +51,17 @@ def test_item_item_models_export_binary_rows_and_columns(fitted) -> None:
     assert model.user_vectors.sum() == len(model.seen_indices)
 
 
-def test_explanation_returns_the_users_history_items(fitted) -> None:
+def test_explanation_names_the_seen_item_closest_to_each_recommendation(fitted) -> None:
+    """The one definition of "why", as served: per item, the seen item with the largest dot product."""
+    from recsys.serving import index as ann
+    from recsys.serving.logic import Query, ServingModel
+
     model = fitted["ials"]
-    user = model.user_ids[0]
-    recommended = model.item_ids[model.recommend(np.array([0]), 1)[0][0, 0]]
-    reasons = explain(model, user, recommended)
-    history = set(model.item_ids[model.seen(0)].tolist())
-    assert 0 < len(reasons) <= 3 and {item for item, _ in reasons} <= history
-    similarities = [s for _, s in reasons]
-    assert similarities == sorted(similarities, reverse=True) and all(-1 <= s <= 1 + 1e-6 for s in similarities)
-    assert explain(model, "nobody", recommended) == []
+    serving = ServingModel(model, ann.exact_index(model.item_vectors), {})
+    rec = serving.recommend([Query(str(model.user_ids[0]), 3, exclude_seen=True, explain=True)])[0]
+    seen = model.seen(0)
+    assert len(rec.items) == 3 and len(rec.because) == 3
+    for (item, _), because in zip(rec.items, rec.because):
+        target = model.item_vectors[model.item_index[item]]
+        assert because == model.item_ids[seen[np.argmax(model.item_vectors[seen] @ target)]]
+    assert serving.recommend([Query("nobody", 3, explain=True)])[0].because is None  # popularity has no history to cite
