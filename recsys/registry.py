@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -154,6 +155,7 @@ def export_to_bentoml(
     store_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{version}", dst_path=tmp)
+        metadata.update(_example_ids(EmbeddingModel.load(Path(local) / "artifacts" / EXPORT_ARTIFACT)))
         with bentoml.models.create(
             settings.registered_model,
             labels={"version": version, "stage": "champion"},
@@ -166,6 +168,14 @@ def export_to_bentoml(
 
                 index.write(ann, Path(model.path))
     return str(model.tag)
+
+
+def _example_ids(model: EmbeddingModel) -> dict[str, str]:
+    """Ids the service's Swagger UI offers as examples: its most active user and most popular item."""
+    if not len(model.user_ids) or not len(model.item_ids):
+        return {}
+    active = int(np.argmax(np.diff(model.seen_indptr)))
+    return {"example_user_id": str(model.user_ids[active]), "example_item_id": str(model.item_ids[model.popular_order[0]])}
 
 
 def log_monitoring_run(settings: Settings, html_path: Path, metrics: dict[str, float], tags: dict[str, str]) -> str:

@@ -50,6 +50,19 @@ from recsys.settings import get_settings
 
 SETTINGS = get_settings()
 EXPORT_PATH = Path("mlflow_model") / "artifacts" / "export"
+
+
+def _stored_examples() -> dict[str, str]:
+    """Example ids that exist in the stored champion (promotion records them), for Swagger UI."""
+    try:
+        return dict(bentoml.models.get(SETTINGS.bento_model).info.metadata)
+    except NotFound:
+        return {}
+
+
+EXAMPLES = _stored_examples()
+UserIdParam = Annotated[Id, Field(examples=[EXAMPLES["example_user_id"]])] if "example_user_id" in EXAMPLES else Id
+ItemIdParam = Annotated[Id, Field(examples=[EXAMPLES["example_item_id"]])] if "example_item_id" in EXAMPLES else Id
 K = Annotated[int, Field(ge=1, le=MAX_K)]
 
 # With no exporter configured BentoML still records five OpenTelemetry spans per request
@@ -172,7 +185,7 @@ class RecsysService:
     @bentoml.api
     async def recommend(
         self,
-        user_id: Id,
+        user_id: UserIdParam,
         k: K = DEFAULT_K,
         exclude_seen: bool = True,
         explain: bool = False,
@@ -201,7 +214,7 @@ class RecsysService:
         return responses
 
     @bentoml.api
-    async def similar_items(self, item_id: Id, k: K = DEFAULT_K) -> SimilarItemsResponse:
+    async def similar_items(self, item_id: ItemIdParam, k: K = DEFAULT_K) -> SimilarItemsResponse:
         """Items closest to `item_id` in the model's space; 404 for an item the model does not know."""
         state = self.current
         items = state.similar(item_id, k)
@@ -218,8 +231,8 @@ class RecsysService:
     @bentoml.api
     async def feedback(
         self,
-        user_id: Id,
-        item_id: Id,
+        user_id: UserIdParam,
+        item_id: ItemIdParam,
         event: EventName,
         request_id: Annotated[str, Field(min_length=1, max_length=64)],
     ) -> FeedbackResponse:

@@ -128,8 +128,14 @@ def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
         assert httpx.post(f"{served.url}/recommend", json={"user_id": f"u{i}", "k": 10}).status_code == 200
     cpu_after, users_after = cost()
     assert users_after == users + 20 and cpu_after > cpu  # the counters grow with requests
-    paths = httpx.get(f"{served.url}/docs.json").json()["paths"]
-    assert {"/recommend", "/recommend_batch", "/similar_items", "/feedback"} <= set(paths)
+    spec = httpx.get(f"{served.url}/docs.json").json()
+    assert {"/recommend", "/recommend_batch", "/similar_items", "/feedback"} <= set(spec["paths"])
+    # Swagger UI's examples are ids the served model knows (recorded at promotion), not "string"
+    model = registry.load_version(served.settings, info["version"])
+    assert info["example_user_id"] in model.user_index and info["example_item_id"] in model.item_index
+    assert f'"{info["example_user_id"]}"' in json.dumps(spec) and f'"{info["example_item_id"]}"' in json.dumps(spec)
+    tried = post(served, "/recommend", {"user_id": info["example_user_id"], "k": 3})
+    assert tried["fallback"] is False
 
 
 def test_answers_and_feedback_are_logged_with_pseudonymised_users(served: Served) -> None:
