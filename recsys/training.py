@@ -93,19 +93,14 @@ def train(
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
     registry.configure(settings)
-    history: dict[str, list[float]] = {}
     sample = {"max_users": settings.eval_max_users, "seed": settings.seed}  # the same users for every metric
 
-    def on_epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
-        val = evaluate(model, split.val, ks=(10,), **sample)
-        step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
-        for name, value in step.items():
-            history.setdefault(name, []).append(value)
+    def on_epoch_end(epoch: int, step: dict[str, float]) -> None:
         mlflow.log_metrics(step, step=epoch)
         if on_epoch is not None:
             on_epoch(epoch, step)
 
-    model, hp = build_model(family, settings, params, on_epoch_end)
+    _, hp = build_model(family, settings, params, None)
     train_data = training_input(split.train_val, dataset.name)
     with mlflow.start_run(run_name=f"{family}-{dataset.name}") as run:
         mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest, "protocol": PROTOCOL})
@@ -116,13 +111,11 @@ def train(
             mlflow.log_dict(validation, "validation/gx_result.json")
             mlflow.set_tag("gx_result_id", validation.get("result_id", ""))
         with Meter() as meter:  # what this run cost: choosing the epochs and the refit
-            if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
-                model.fit(split.train, dataset.items, split.val)
-                chosen = chosen_epochs(history)
-                mlflow.log_param("epochs_chosen", chosen)
-                model, _ = build_model(family, settings, {**(params or {}), "epochs": chosen}, None)
-            model.fit(split.train_val, dataset.items)
-            exported = model.export()
+            fitted = fit_by_protocol(family, settings, params, split, dataset.items, on_epoch_end)
+            exported = fitted.model.export()
+        model, history = fitted.model, fitted.history
+        if fitted.chosen_epochs is not None:
+            mlflow.log_param("epochs_chosen", fitted.chosen_epochs)
         exported.item_titles = titles_for(dataset.items, exported.item_ids)  # served beside the ids
         cost = meter.cost(len(split.train_val), settings.price_per_core_hour, settings.price_per_gpu_hour)
         mlflow.log_metrics(cost.metrics())
@@ -151,6 +144,48 @@ def train(
                 tags["gx_result_id"] = str(validation.get("result_id", ""))
             version = registry.register(model_uri, settings, run.info.run_id, tags)
     return TrainResult(family, run.info.run_id, model_uri, version, metrics, train_data.digest, cost)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The fits of the standard protocol: the refit model, and for epoch families the choice."""
+
+    model: Recommender  # fit on train + validation
+    selection: Recommender | None  # the fit on train that chose the epochs (epoch families only)
+    chosen_epochs: int | None
+    history: dict[str, list[float]]  # per epoch of the selection fit: loss and validation metrics
+
+
+def fit_by_protocol(
+    family: str, settings: Settings, params: dict | None, split: Split, items: pd.DataFrame,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> Fitted:
+    """Choose the epoch count on validation (epoch families), then refit on train + validation.
+
+    One function for every caller so that every task of a multi-worker cluster runs exactly the
+    same fits as the chief: their collectives line up (the chief also logs, the others do not).
+    The choice is deterministic: the replicas hold the same weights and score the same users.
+    """
+    history: dict[str, list[float]] = {}
+    sample = {"max_users": settings.eval_max_users, "seed": settings.seed}
+
+    def epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
+        val = evaluate(model, split.val, ks=(10,), **sample)
+        step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
+        for name, value in step.items():
+            history.setdefault(name, []).append(value)
+        if on_epoch is not None:
+            on_epoch(epoch, step)
+
+    selection, chosen = None, None
+    if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
+        selection, _ = build_model(family, settings, params, epoch_end)
+        selection.fit(split.train, items, split.val)
+        chosen = chosen_epochs(history)
+        params = {**(params or {}), "epochs": chosen}
+    model, _ = build_model(family, settings, params, None)
+    model.fit(split.train_val, items)
+    return Fitted(model, selection, chosen, history)
 
 
 def chosen_epochs(history: dict[str, list[float]]) -> int:

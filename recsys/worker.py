@@ -78,14 +78,14 @@ def run(data: Dataset, settings: Settings, family: str, params: dict | None = No
         strategy, replicas = logged.data.params["strategy"], int(logged.data.params["replicas"])
         return WorkerReport(name, chief, strategy, replicas, loss, run_id=result.run_id, version=result.version, metrics=result.metrics)
     ends: list[float] = []
-    model, _ = training.build_model(family, settings, params, lambda epoch, logs, exported: ends.append(time.perf_counter()))
-    start = time.perf_counter()
-    model.fit(split.train, data.items, split.val)
+    start = time.perf_counter()  # the same fits as the chief's train(), so the collectives line up
+    fitted = training.fit_by_protocol(family, settings, params, split, data.items, lambda epoch, step: ends.append(time.perf_counter()))
     seconds = time.perf_counter() - start
-    setup, steps = model.distribution, int(model.dataset().cardinality().numpy())
-    epochs = [b - a for a, b in zip([start, *ends], ends)]
-    metrics = evaluate(model.export(), split.test)
-    return WorkerReport(name, chief, setup.name, setup.replicas, model.history["loss"], seconds, epochs, steps, metrics=metrics)
+    selection = fitted.selection
+    setup, steps = selection.distribution, int(selection.dataset().cardinality().numpy())
+    epochs = [b - a for a, b in zip([start, *ends], ends)]  # the epoch-choosing fit's epochs (with their validation scoring)
+    metrics = evaluate(fitted.model.export(), split.test)
+    return WorkerReport(name, chief, setup.name, setup.replicas, fitted.history["loss"], seconds, epochs, steps, metrics=metrics)
 
 
 def main(argv: list[str] | None = None) -> WorkerReport:
