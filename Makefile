@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean up down loop test-browser test-infra browser-deps java-deps
+.PHONY: install demo test test-fast lint clean up down loop test-browser test-infra browser-deps java-deps
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ java-deps:
 
 test: install browser-deps java-deps
 	$(BIN)/python -m pytest
+
+# The inner loop: code, data and model tiers, no servers (the full suite is `make test`).
+test-fast: install
+	$(BIN)/python -m pytest tests/code tests/data tests/model
 
 # ruff over the whole tree with the configuration in pyproject.toml (CI runs it after the tests).
 lint: install

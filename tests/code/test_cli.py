@@ -34,7 +34,9 @@ def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkey
         monkeypatch.setenv(f"RECSYS_{name}_PORT", str(free_port()))
     get_settings.cache_clear()
     result = CliRunner().invoke(app, ["status"])
-    assert result.exit_code == 1 and result.output.count("down") >= 5
+    cells = [line.split("│") for line in result.output.splitlines() if line.startswith("│")]
+    state = {row[1].strip(): row[2].strip() for row in cells if len(row) > 2 and row[1].strip()}
+    assert result.exit_code == 1 and all(state[s] == "down" for s in ("prefect", "mlflow", "evidently", "runner", "bentoml")), state
     assert "log-key:" in result.output and "admin-token:" in result.output  # where this install's secrets are
 
 

@@ -176,12 +176,16 @@ def test_bad_index_is_refused_then_new_champion_hot_swaps_under_load(served: Ser
     # clients have seen, not on fixed sleeps: every client answered before the swap and after it.
     stop = threading.Event()
     versions: list[list[str]] = [[] for _ in range(6)]
-    failures: list[list[int]] = [[] for _ in range(6)]
+    failures: list[list[int | str]] = [[] for _ in range(6)]
 
     def load(n: int) -> None:
         with httpx.Client(base_url=served.url, timeout=10) as client:
             while not stop.is_set():
-                r = client.post("/recommend", json={"user_id": f"u{n}", "k": 10})
+                try:
+                    r = client.post("/recommend", json={"user_id": f"u{n}", "k": 10})
+                except httpx.HTTPError as error:  # a dropped connection is a failure too, not a dead thread
+                    failures[n].append(repr(error))
+                    continue
                 if r.status_code == 200:
                     versions[n].append(r.json()["model_version"])
                 else:

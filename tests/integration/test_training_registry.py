@@ -88,6 +88,13 @@ def test_pyfunc_answers_like_the_service(settings: Settings, first_champion) -> 
     out = pyfunc.predict(pd.DataFrame({"user_id": ["u1", "stranger"], "k": [5, 3]}))
     assert len(out.loc[0, "items"]) == 5 and not out.loc[0, "fallback"]
     assert len(out.loc[1, "items"]) == 3 and out.loc[1, "fallback"]
+    # the same lists the service ranks (exact search over the same vectors), not just the same lengths
+    from recsys.serving import index as ann
+    from recsys.serving.logic import Query, ServingModel
+
+    model = registry.load_version(settings, candidate.version)
+    served = ServingModel(model, ann.exact_index(model.item_vectors), {}).recommend([Query("u1", 5), Query("stranger", 3)])
+    assert [list(out.loc[i, "items"]) for i in (0, 1)] == [[item for item, _ in r.items] for r in served]
 
 
 def test_unknown_family_is_refused(settings: Settings, synthetic: Dataset, synthetic_split: Split) -> None:
