@@ -96,14 +96,16 @@ def test_missing_index_falls_back_to_exact(model: EmbeddingModel, tmp_path: Path
     assert [i for i, _ in rec.items] == [i for i, _ in recommend_one(model, "u5", 10).items]
 
 
-def test_recall_check_refuses_an_index_that_misses(model: EmbeddingModel) -> None:
+def test_recall_check_refuses_an_index_that_misses(model: EmbeddingModel, monkeypatch: pytest.MonkeyPatch) -> None:
     weak = index.build_hnsw(model.item_vectors)
     weak.hnsw.efSearch = 1
     rng = np.random.default_rng(1)
     random_users = rng.normal(size=(300, 16)).astype(np.float32)
     assert index.recall_at_k(weak, model.item_vectors, random_users) < index.MIN_RECALL
-    report = index.IndexReport("hnsw", 0.9, 100, 64, 600)
-    assert not report.passed
+    # build_checked itself refuses: with a bar no index can reach it searches up to the whole catalogue, then says so
+    monkeypatch.setattr(index, "MIN_RECALL", 1.01)
+    _, refused = index.build_checked(model.item_vectors, random_users)
+    assert refused.kind == "hnsw" and not refused.passed and refused.ef_search >= model.n_items
 
 
 def test_one_dimensional_vectors_get_the_exact_index() -> None:
