@@ -35,9 +35,11 @@ test: install browser-deps java-deps
 test-fast: install
 	$(BIN)/python -m pytest tests/code tests/data tests/model
 
-# ruff over the whole tree with the configuration in pyproject.toml (CI runs it after the tests).
+# ruff over the whole tree and the import-linter layer contracts, both configured in pyproject.toml
+# (CI runs it after the tests).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Every UI on 127.0.0.1 (Prefect, MLflow, BentoML, Evidently) and the flow runner; `make down` stops them.
 up: install
