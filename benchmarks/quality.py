@@ -25,10 +25,9 @@ from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
 from recsys.evaluation import evaluate, recommend_ids
 from recsys.models.base import Recommender
-from recsys.models.seq_two_tower import SeqTwoTowerModel
 from recsys.schemas import USER_COL
 from recsys.settings import get_settings
-from recsys.training import build_model, chosen_epochs
+from recsys.training import build_model, choose_epochs
 from recsys.tuning import SPACES, grid, search, validation_objective
 
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
@@ -59,14 +58,9 @@ def _tuned(family: str, data: Dataset, split: Split) -> tuple[dict, float, list[
 
 
 def _deep_epochs(name: str, data: Dataset, split: Split) -> tuple[int, float, list[str]]:
-    """The deep model's epoch count, chosen by validation NDCG@10 after each epoch of one fit on train."""
-    curve: list[float] = []
-
-    def on_epoch_end(epoch: int, logs: dict[str, float], model) -> None:
-        curve.append(evaluate(model, split.val, ks=(10,))["ndcg_at_10"])
-
-    SeqTwoTowerModel(**_deep_config(name), on_epoch_end=on_epoch_end).fit(split.train, data.items, split.val)
-    epochs = chosen_epochs({"val_ndcg_at_10": curve})
+    """The deep model's epoch count, chosen as the pipeline's training chooses it (`choose_epochs`)."""
+    _, epochs, history = choose_epochs("seq_two_tower", get_settings(), _deep_config(name), split, data.items)
+    curve = history["val_ndcg_at_10"]
     return epochs, max(curve), [f"    seq_two_tower val_ndcg@10 by epoch {[round(v, 4) for v in curve]} -> {epochs} epochs"]
 
 
@@ -106,7 +100,7 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
         print(f"  {name} {family}: {rows[family].seconds:.1f}s", flush=True)
     start = time.perf_counter()
     epochs, val, deep_lines = _deep_epochs(name, data, split)
-    deep = SeqTwoTowerModel(**{**_deep_config(name), "epochs": epochs})
+    deep, _ = build_model("seq_two_tower", settings, {**_deep_config(name), "epochs": epochs}, None)
     rows["seq_two_tower"] = Row({"epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)

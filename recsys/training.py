@@ -166,6 +166,20 @@ def fit_by_protocol(
     same fits as the chief: their collectives line up (the chief also logs, the others do not).
     The choice is deterministic: the replicas hold the same weights and score the same users.
     """
+    selection, chosen, history = None, None, {}
+    if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
+        selection, chosen, history = choose_epochs(family, settings, params, split, items, on_epoch)
+        params = {**(params or {}), "epochs": chosen}
+    model, _ = build_model(family, settings, params, None)
+    model.fit(split.train_val, items)
+    return Fitted(model, selection, chosen, history)
+
+
+def choose_epochs(
+    family: str, settings: Settings, params: dict | None, split: Split, items: pd.DataFrame,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[Recommender, int, dict[str, list[float]]]:
+    """One fit on train, validation scored after each epoch: the fitted model, the best epoch count, the curves."""
     history: dict[str, list[float]] = {}
     sample = {"max_users": settings.eval_max_users, "seed": settings.seed}
 
@@ -177,15 +191,9 @@ def fit_by_protocol(
         if on_epoch is not None:
             on_epoch(epoch, step)
 
-    selection, chosen = None, None
-    if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
-        selection, _ = build_model(family, settings, params, epoch_end)
-        selection.fit(split.train, items, split.val)
-        chosen = chosen_epochs(history)
-        params = {**(params or {}), "epochs": chosen}
-    model, _ = build_model(family, settings, params, None)
-    model.fit(split.train_val, items)
-    return Fitted(model, selection, chosen, history)
+    selection, _ = build_model(family, settings, params, epoch_end)
+    selection.fit(split.train, items, split.val)
+    return selection, chosen_epochs(history), history
 
 
 def chosen_epochs(history: dict[str, list[float]]) -> int:
