@@ -67,7 +67,7 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
         return PromotionResult(blessing, False, version, current, None)
     if not report.passed:
         return PromotionResult(blessing, False, version, current, None, report.recall)
-    tag = registry.export_to_bentoml(settings, version, ann, report)
+    tag = registry.export_to_bentoml(settings, version, model, ann, report)
     registry.set_champion(settings, version)
     return PromotionResult(blessing, True, version, current, tag, report.recall)
 

@@ -129,9 +129,12 @@ def set_champion(settings: Settings, version: str) -> None:
 
 
 def export_to_bentoml(
-    settings: Settings, version: str, ann: faiss.Index | None = None, report: IndexReport | None = None
+    settings: Settings, version: str, model: EmbeddingModel, ann: faiss.Index | None = None, report: IndexReport | None = None
 ) -> str:
     """Copy a registered version into the BentoML model store; return the BentoML tag.
+
+    `model` is that version as the caller already loaded it: it names the example ids that the
+    service's Swagger UI offers, without reading the arrays again.
 
     The store is named explicitly (settings.bentoml_home) rather than through BENTOML_HOME,
     which BentoML reads once per process. The layout matches `bentoml.mlflow.import_model`:
@@ -151,23 +154,23 @@ def export_to_bentoml(
     }
     if report is not None:
         metadata.update(index_kind=report.kind, index_recall_at_100=report.recall, index_ef_search=report.ef_search)
+    metadata.update(_example_ids(model))
     store_dir = settings.bentoml_home.resolve() / "models"
     store_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{version}", dst_path=tmp)
-        metadata.update(_example_ids(EmbeddingModel.load(Path(local) / "artifacts" / EXPORT_ARTIFACT)))
         with bentoml.models.create(
             settings.registered_model,
             labels={"version": version, "stage": "champion"},
             metadata=metadata,
             _model_store=ModelStore(str(store_dir)),
-        ) as model:
-            shutil.copytree(local, model.path_of("mlflow_model"))
+        ) as stored:
+            shutil.copytree(local, stored.path_of("mlflow_model"))
             if ann is not None:
                 from recsys.serving import index
 
-                index.write(ann, Path(model.path))
-    return str(model.tag)
+                index.write(ann, Path(stored.path))
+    return str(stored.tag)
 
 
 def _example_ids(model: EmbeddingModel) -> dict[str, str]:

@@ -52,17 +52,18 @@ SETTINGS = get_settings()
 EXPORT_PATH = Path("mlflow_model") / "artifacts" / "export"
 
 
-def _stored_examples() -> dict[str, str]:
-    """Example ids that exist in the stored champion (promotion records them), for Swagger UI."""
+def _example_ids() -> dict[str, str]:
+    """Ids the stored champion knows (promotion records them), as Swagger UI's examples."""
     try:
-        return dict(bentoml.models.get(SETTINGS.bento_model).info.metadata)
+        metadata = bentoml.models.get(SETTINGS.bento_model).info.metadata
     except NotFound:
         return {}
+    return {key: str(metadata[key]) for key in ("example_user_id", "example_item_id") if key in metadata}
 
 
-EXAMPLES = _stored_examples()
-UserIdParam = Annotated[Id, Field(examples=[EXAMPLES["example_user_id"]])] if "example_user_id" in EXAMPLES else Id
-ItemIdParam = Annotated[Id, Field(examples=[EXAMPLES["example_item_id"]])] if "example_item_id" in EXAMPLES else Id
+EXAMPLE_IDS = _example_ids()
+UserIdParam = Annotated[Id, Field(examples=[EXAMPLE_IDS["example_user_id"]])] if "example_user_id" in EXAMPLE_IDS else Id
+ItemIdParam = Annotated[Id, Field(examples=[EXAMPLE_IDS["example_item_id"]])] if "example_item_id" in EXAMPLE_IDS else Id
 K = Annotated[int, Field(ge=1, le=MAX_K)]
 
 # With no exporter configured BentoML still records five OpenTelemetry spans per request

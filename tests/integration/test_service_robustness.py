@@ -31,7 +31,7 @@ def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
     model = registry.load_version(settings, candidate.version)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors)
     assert report.kind == "flat" and report.recall == 1.0
-    registry.export_to_bentoml(settings, candidate.version, ann, report)
+    registry.export_to_bentoml(settings, candidate.version, model, ann, report)
 
 
 @pytest.fixture(scope="module")
