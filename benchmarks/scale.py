@@ -1,6 +1,6 @@
 """Scale benchmark: the data path at 1M, 5M and 20M synthetic interactions, Spark GX, 1 vs 2 workers.
 
-Data path, each size in its own child process so peak memory (ru_maxrss) is that size's alone:
+Data path, each size in its own child process so peak memory (VmHWM, recsys.cost.peak_rss_gib) is that size's alone:
 generate a realistic shop into a dataset store (recsys.data.synthetic_store: power-law
 popularity, sessions, repeat purchases, new items over time), validate its new files with GX on
 pandas in batches of 5M rows (recsys.validation_store; GX's import excluded), split it per user in time, build the sequence model's
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from recsys.cost import peak_rss_gib
 
 SIZES = (1_000_000, 5_000_000, 20_000_000)
 PIPELINE = {"batch_size": 1024, "max_len": 20, "bag_len": 50, "embedding_dim": 32}
@@ -43,11 +44,6 @@ CHILD_TIMEOUT_S = 3600
 STAGES = ("generate", "validate", "split", "features", "pipeline", "train", "evaluate", "index")
 
 
-def _peak_gib() -> float:
-    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-
-
 class Stages:
     """Seconds and peak RSS after each named stage of one data-path run."""
 
@@ -56,7 +52,7 @@ class Stages:
 
     def __call__(self, name: str, start: float) -> None:
         self.row[f"{name}_s"] = time.perf_counter() - start
-        self.row[f"{name}_peak_gib"] = _peak_gib()
+        self.row[f"{name}_peak_gib"] = peak_rss_gib()
 
 
 def data_path(n: int, folder: Path) -> dict[str, float]:
@@ -135,10 +131,10 @@ def index_build(n_items: int, dim: int = 64) -> dict[str, float]:
     items = rng.normal(size=(n_items, dim)).astype(np.float32)
     items /= np.linalg.norm(items, axis=1, keepdims=True)
     users = rng.normal(size=(2000, dim)).astype(np.float32)
-    before, start = _peak_gib(), time.perf_counter()
+    before, start = peak_rss_gib(), time.perf_counter()
     _, report = build_checked(items, users)
     return {"items": float(n_items), "seconds": time.perf_counter() - start, "recall": report.recall,
-            "vectors_gib": items.nbytes / 1024**3, "peak_gib": _peak_gib(), "peak_before_gib": before}  # fmt: skip
+            "vectors_gib": items.nbytes / 1024**3, "peak_gib": peak_rss_gib(), "peak_before_gib": before}  # fmt: skip
 
 
 def _child(n: int, flag: str = "--child") -> dict[str, float] | str:
