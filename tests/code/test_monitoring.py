@@ -208,6 +208,16 @@ def test_read_drift_handles_distance_methods() -> None:
     assert _read_drift(snapshot) == (0.5, ["hour", "known_user"])
 
 
+def stored_means(workspace: Path, result: DriftResult) -> dict[str, float]:
+    """The per-window means (Evidently MeanValue) the workspace stored for this drift check, by column."""
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace(str(workspace))
+    snapshot = ws.get_run(ws.search_project(PROJECT)[0].id, result.snapshot_id).dict()
+    return {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
+            for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+
+
 def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
     """Online hit rate and coverage reach the workspace as per-window means, beside drift."""
     from evidently.ui.workspace import Workspace
@@ -223,14 +233,11 @@ def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
     assert current["coverage"].nunique() == 1 and 0 < current["coverage"].iloc[0] <= 1
     result = drift_report(reference, current, tmp_path / "q.html", workspace=tmp_path / "ws", project_name=PROJECT)
     assert "hit" not in result.drifted_columns  # tracked, never drift-tested
-    ws = Workspace(str(tmp_path / "ws"))
-    project = ws.search_project(PROJECT)[0]
-    snapshot = ws.get_run(project.id, result.snapshot_id).dict()
-    means = {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
-             for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+    means = stored_means(tmp_path / "ws", result)
     assert means["hit"] == pytest.approx(current["hit"].mean())  # one in four requests hit
     assert means["coverage"] == pytest.approx(current["coverage"].iloc[0])
-    titles = [p.title for p in ws.get_dashboard(project.id).panels]
+    ws = Workspace(str(tmp_path / "ws"))
+    titles = [p.title for p in ws.get_dashboard(ws.search_project(PROJECT)[0].id).panels]
     assert set(TRACKED.values()) <= set(titles) and "PSI per request feature (drifted past 0.2)" in titles
 
 
@@ -253,8 +260,6 @@ def test_embedding_drift_of_served_items() -> None:
 def test_serving_cost_per_1k_recommendations_on_the_dashboard(tmp_path: Path) -> None:
     """The service's logged CPU time becomes cost per 1,000 recommendations per window, beside hit rate;
     the reference (made from training data) has no CPU times and needs none."""
-    from evidently.ui.workspace import Workspace
-
     from recsys.monitoring.reports import add_cost
 
     reference = request_features(read_request_log(write_jsonl(tmp_path / "ref.jsonl", make_records(N_CUR, seed=21))))
@@ -267,9 +272,5 @@ def test_serving_cost_per_1k_recommendations_on_the_dashboard(tmp_path: Path) ->
     assert current["cost_per_1k"].mean() == pytest.approx(expected)
     result = drift_report(reference, current, tmp_path / "c.html", workspace=tmp_path / "ws", project_name=PROJECT)
     assert "cost_per_1k" not in result.drifted_columns  # tracked, never drift-tested
-    ws = Workspace(str(tmp_path / "ws"))
-    project = ws.search_project(PROJECT)[0]
-    snapshot = ws.get_run(project.id, result.snapshot_id).dict()
-    means = {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
-             for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+    means = stored_means(tmp_path / "ws", result)
     assert means["cost_per_1k"] == pytest.approx(expected)

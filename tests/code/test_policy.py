@@ -103,7 +103,9 @@ def test_policy_config_from_settings() -> None:
 
     config = PolicyConfig.from_settings(Settings(drift_threshold=0.3, min_window=50, drift_consecutive=3, max_hit_rate_drop=0.1))
     assert (config.threshold, config.min_window, config.consecutive, config.max_hit_rate_drop) == (0.3, 50, 3, 0.1)
-    source = ast.parse(Path(__import__("recsys.settings").settings.__file__).read_text())
+    import recsys.settings
+
+    source = ast.parse(Path(recsys.settings.__file__).read_text())
     imported = [n.module for n in ast.walk(source) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(source) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("recsys")], imported
