@@ -8,6 +8,7 @@ dominates short CPU runs.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -73,12 +74,27 @@ def distribution(xla: bool = False) -> Distribution:
 
     gpus = len(tf.config.list_physical_devices("GPU"))
     name = choose_strategy(gpus, os.environ.get("TF_CONFIG"))
+    return Distribution(name, _live_strategy(name), precision_policy(gpus), xla)
+
+
+@functools.cache
+def _live_strategy(name: str) -> Any:
+    """One strategy object per process, shared by every fit in it.
+
+    The standard protocol fits twice (choose the epochs, then refit). A second
+    MultiWorkerMirroredStrategy re-enables collective ops on the running TensorFlow context
+    (TensorFlow warns that this may break what exists) and registers the task with the cluster
+    again; with one strategy per fit, a CI run saw worker 1 stop its heartbeats just as the
+    refit began. TensorFlow's guide makes the strategy once, at program start.
+    """
+    import tensorflow as tf
+
     strategies = {
         DEFAULT: tf.distribute.get_strategy,
         MIRRORED: tf.distribute.MirroredStrategy,
         MULTI_WORKER: tf.distribute.MultiWorkerMirroredStrategy,
     }
-    return Distribution(name, strategies[name](), precision_policy(gpus), xla)
+    return strategies[name]()
 
 
 class DistributedFit:
