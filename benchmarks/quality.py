@@ -3,7 +3,7 @@
 Per-user temporal split: each user's last 20% of events is test, and validation is the last 20%
 of what comes before (cut like the test, `recsys.data.split`). Every family chooses on
 validation (fit on train, score validation): EASE, iALS and item-kNN by their grids in
-`recsys.tuning.SPACES`, the deep model its epoch count (validation NDCG@10 after each epoch of
+`recsys.models.families`, the deep model its epoch count (validation NDCG@10 after each epoch of
 one fit). The chosen configuration is then refit on train + validation and scored on test, the
 same test users and candidates for every model. `base` is the best tuned baseline (EASE, iALS,
 item-kNN), `best` the best project model (the deep model until the two-stage family lands).
@@ -25,10 +25,11 @@ from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
 from recsys.evaluation import evaluate, recommend_ids
 from recsys.models.base import Recommender
+from recsys.models.families import FAMILIES
 from recsys.schemas import USER_COL
 from recsys.settings import get_settings
-from recsys.training import build_model, choose_epochs
-from recsys.tuning import SPACES, grid, search, validation_objective
+from recsys.training import choose_epochs
+from recsys.tuning import grid, search, validation_objective
 
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
 BASELINES = ("ease", "ials", "item_knn")
@@ -52,7 +53,7 @@ class Row:
 
 def _tuned(family: str, data: Dataset, split: Split) -> tuple[dict, float, list[str]]:
     """Best config of `family` on validation, its validation NDCG@10, and one report line per trial."""
-    trials = search(grid(SPACES[family]), validation_objective(family, data, split, get_settings()))
+    trials = search(grid(FAMILIES[family].grid), validation_objective(family, data, split, get_settings()))
     lines = [f"    {family} {t.params} val_ndcg@10={t.score:.4f} ({t.seconds:.1f}s)" for t in trials]
     return trials[0].params, trials[0].score, lines
 
@@ -91,16 +92,16 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
     lines: list[str] = []
     start = time.perf_counter()
     val = validation_objective("popularity", data, split, settings)({})["ndcg_at_10"]
-    rows["popularity"] = Row({}, val, *_refit(build_model("popularity", settings, {}, None)[0], data, split), time.perf_counter() - start)
+    rows["popularity"] = Row({}, val, *_refit(FAMILIES["popularity"].build(settings)[0], data, split), time.perf_counter() - start)
     for family in BASELINES:
         start = time.perf_counter()
         params, val, grid_lines = _tuned(family, data, split)
-        rows[family] = Row(params, val, *_refit(build_model(family, settings, params, None)[0], data, split), time.perf_counter() - start)
+        rows[family] = Row(params, val, *_refit(FAMILIES[family].build(settings, params)[0], data, split), time.perf_counter() - start)
         lines += grid_lines
         print(f"  {name} {family}: {rows[family].seconds:.1f}s", flush=True)
     start = time.perf_counter()
     epochs, val, deep_lines = _deep_epochs(name, data, split)
-    deep, _ = build_model("seq_two_tower", settings, {**_deep_config(name), "epochs": epochs}, None)
+    deep, _ = FAMILIES["seq_two_tower"].build(settings, {**_deep_config(name), "epochs": epochs})
     rows["seq_two_tower"] = Row({"epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)

@@ -9,11 +9,12 @@ from prefect import flow, task
 
 from recsys.data.ingest import load_dataset
 from recsys.data.split import temporal_user_split
+from recsys.models import families
 from recsys.settings import get_settings
-from recsys.training import FAMILIES, train
+from recsys.training import train
 
 #: The model families as a type, so the Prefect UI's run form offers them as a choice.
-ModelFamily = Literal[FAMILIES]  # type: ignore[valid-type]
+ModelFamily = Literal[families.NAMES]  # type: ignore[valid-type]
 
 
 @task(retries=2, retry_delay_seconds=5)
@@ -21,7 +22,7 @@ def fit_and_log(dataset: str, train_until: str | None, family: str, epochs: int 
     settings = get_settings()
     data = load_dataset(dataset, settings.shared_data_dir, train_until)
     params = {"epochs": epochs} if epochs else None
-    result = train(data, temporal_user_split(data.interactions), settings, family, validation, family != "popularity", params)
+    result = train(data, temporal_user_split(data.interactions), settings, family, validation, families.by_name(family).candidate, params)
     return asdict(result)
 
 
@@ -33,7 +34,7 @@ def train_model(
     epochs: int | None = None,
     validation: dict | None = None,
 ) -> dict:
-    """Train `family` on the data before `train_until`; two-tower runs are registered.
+    """Train `family` on the data before `train_until`; candidates are registered (popularity, the baseline, is only logged).
 
     Args:
         dataset: online-retail, ml-100k, ml-latest-small, or a .csv/.parquet path

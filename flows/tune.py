@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow, task
 
 from recsys.data.ingest import load_dataset
 from recsys.data.split import temporal_user_split
+from recsys.models.families import TUNABLE
 from recsys.settings import get_settings
 from recsys.tuning import tune
+
+#: The families with a search space, offered as a choice in the Prefect UI's run form.
+TunableFamily = Literal[TUNABLE]  # type: ignore[valid-type]
 
 
 @task
@@ -24,7 +30,7 @@ def search_grid(dataset: str, family: str, space: dict[str, list] | None) -> dic
 
 
 @flow(name="tune")
-def tune_model(dataset: str = "ml-100k", family: str = "ease", space: dict[str, list] | None = None) -> dict:
+def tune_model(dataset: str = "ml-100k", family: TunableFamily = "ease", space: dict[str, list] | None = None) -> dict:
     """Grid-search `family` on the validation split of `dataset`; the best config is tagged, refit
     on train + validation and scored on test (the standard protocol)."""
     return search_grid(dataset, family, space)

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import httpx
 import typer
@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys import keys, platform
+from recsys.models import families
 from recsys.settings import Settings, get_settings
 
 app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).", no_args_is_help=True)
@@ -146,7 +147,7 @@ def status() -> None:
 @app.command()
 def train(
     dataset: Annotated[str, typer.Option(help="online-retail, ml-100k, ml-latest-small or a .csv/.parquet path")] = "",
-    family: Annotated[str, typer.Option(help="two_tower, popularity, seq_two_tower, ease, ials or item_knn")] = "two_tower",
+    family: Annotated[Literal[families.NAMES], typer.Option(help="The model family (refused before any data loads if unknown)")] = "two_tower",  # type: ignore[valid-type]
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: RECSYS_EPOCHS)")] = None,
     train_until: Annotated[str | None, typer.Option(help="Only interactions before this date")] = None,
 ) -> None:
@@ -166,7 +167,7 @@ def train(
         fail("the GX gate failed:\n  " + "\n  ".join(gate.failed) + f"\ndata docs: {gate.docs_index}")
     validation = {"result_id": gate.result_id, "success": True}
     with EpochProgress(epochs or settings.epochs, f"{family} on {data.name}", console) as bar:
-        result = fit(data, temporal_user_split(data.interactions), settings, family, validation, family != "popularity",
+        result = fit(data, temporal_user_split(data.interactions), settings, family, validation, families.by_name(family).candidate,
                      {"epochs": epochs} if epochs else None, on_epoch=bar.on_epoch_end)  # fmt: skip
     metrics = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("_at_10")}
     console.print(f"run {result.run_id}, version {result.version or '(not registered)'}: {metrics}")

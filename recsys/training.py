@@ -29,18 +29,11 @@ from recsys.cost import Cost, Meter
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate, metric_curve
+from recsys.models import families
 from recsys.models.base import EmbeddingModel, Recommender, titles_for
-from recsys.models.ease import EASEModel
-from recsys.models.ials import IALSModel
-from recsys.models.item_knn import ItemKNNModel
-from recsys.models.popularity import PopularityModel
-from recsys.models.seq_two_tower import SeqTwoTowerModel
-from recsys.models.two_tower import EpochCallback, TwoTowerModel
 from recsys.schemas import TS_COL
 from recsys.settings import Settings
 
-FAMILIES = ("two_tower", "popularity", "seq_two_tower", "ease", "ials", "item_knn")
-EPOCH_FAMILIES = ("two_tower", "seq_two_tower")  # their epoch count is chosen on validation
 SELECTION_METRIC = "ndcg_at_10"
 PROTOCOL = "standard: configuration and epochs chosen on validation, refit on train+validation, scored on test"
 BOOTSTRAP = 200  # resamples of test users behind each metric's _lo/_hi
@@ -90,8 +83,7 @@ def train(
     `on_epoch(epoch, metrics)` sees what each epoch of that first fit logged (loss, validation
     metrics): the CLI draws its progress bar from it.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")
+    kind = families.by_name(family)  # an unknown name fails here, before MLflow is touched
     registry.configure(settings)
     sample = {"max_users": settings.eval_max_users, "seed": settings.seed}  # the same users for every metric
 
@@ -100,7 +92,7 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, step)
 
-    _, hp = build_model(family, settings, params, None)
+    _, hp = kind.build(settings, params)
     train_data = training_input(split.train_val, dataset.name)
     with mlflow.start_run(run_name=f"{family}-{dataset.name}") as run:
         mlflow.set_tags({"model_family": family, "dataset": dataset.name, "data_digest": train_data.digest, "protocol": PROTOCOL})
@@ -125,17 +117,9 @@ def train(
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         _log_figure(_plot_at_k(metric_curve(exported, split.test, **sample)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
-            extra: dict[str, Path] = {}
             if history:
                 _log_figure(_plot(history), "training_curve.png")
-            if family == "two_tower":
-                keras_path = Path(tmp) / "two_tower.keras"
-                model.keras_model.save(keras_path)
-                extra["keras_model"] = keras_path
-            if family == "seq_two_tower":
-                weights_path = Path(tmp) / "seq_two_tower.weights.h5"
-                model.keras_model.save_weights(weights_path)
-                extra["keras_weights"] = weights_path
+            extra = kind.artifacts(model, Path(tmp)) if kind.artifacts else {}
             model_uri = registry.log_model(exported, extra)
         version = None
         if register:
@@ -167,10 +151,10 @@ def fit_by_protocol(
     The choice is deterministic: the replicas hold the same weights and score the same users.
     """
     selection, chosen, history = None, None, {}
-    if family in EPOCH_FAMILIES:  # the epoch count is chosen on validation, like any other setting
+    if families.by_name(family).epochs:  # the epoch count is chosen on validation, like any other setting
         selection, chosen, history = choose_epochs(family, settings, params, split, items, on_epoch)
         params = {**(params or {}), "epochs": chosen}
-    model, _ = build_model(family, settings, params, None)
+    model, _ = families.by_name(family).build(settings, params)
     model.fit(split.train_val, items)
     return Fitted(model, selection, chosen, history)
 
@@ -191,7 +175,7 @@ def choose_epochs(
         if on_epoch is not None:
             on_epoch(epoch, step)
 
-    selection, _ = build_model(family, settings, params, epoch_end)
+    selection, _ = families.by_name(family).build(settings, params, epoch_end)
     selection.fit(split.train, items, split.val)
     return selection, chosen_epochs(history), history
 
@@ -202,32 +186,6 @@ def chosen_epochs(history: dict[str, list[float]]) -> int:
     return int(np.argmax(curve)) + 1 if curve else len(history.get("loss", [])) or 1
 
 
-def build_model(
-    family: str, settings: Settings, params: dict | None, on_epoch_end: EpochCallback | None
-) -> tuple[Recommender, dict]:
-    """The model of `family` and the hyper-parameters it is logged with (settings < params)."""
-    params = params or {}
-    if family == "two_tower":
-        hp = {
-            "embedding_dim": settings.embedding_dim,
-            "epochs": settings.epochs,
-            "batch_size": settings.batch_size,
-            "learning_rate": settings.learning_rate,
-            "seed": settings.seed,
-            **params,
-        }
-        return TwoTowerModel(**hp, on_epoch_end=on_epoch_end), hp
-    if family == "seq_two_tower":  # its own learning rate: the shared 0.02 is too high for attention
-        hp = {"embedding_dim": settings.embedding_dim, "epochs": settings.epochs, "seed": settings.seed, **params}
-        return SeqTwoTowerModel(on_epoch_end=on_epoch_end, **hp), hp
-    if family == "ials":
-        hp = {"seed": settings.seed, **params}
-        return IALSModel(**hp), hp
-    if family in ("ease", "item_knn"):
-        return (EASEModel if family == "ease" else ItemKNNModel)(**params), dict(params)
-    if family == "popularity":
-        return PopularityModel(), {}
-    raise ValueError(f"unknown model family {family!r}; known: {', '.join(FAMILIES)}")  # a typo must not train popularity
 
 
 def train_until(dataset: Dataset) -> pd.Timestamp:

@@ -21,15 +21,9 @@ from recsys import registry
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
+from recsys.models import families
 from recsys.settings import Settings
 
-# Default grids: small enough to run on a laptop, wide enough to find each model's regime.
-SPACES: dict[str, dict[str, list]] = {
-    "ease": {"l2": [100.0, 300.0, 1000.0, 3000.0]},
-    "ials": {"factors": [64, 128], "regularization": [0.01, 0.1, 1.0], "alpha": [1.0, 10.0], "iterations": [15]},
-    "item_knn": {"neighbours": [50, 200], "shrink": [0.0, 10.0]},
-    "seq_two_tower": {"temperature": [0.05, 0.1], "learning_rate": [0.001, 0.003]},
-}
 METRIC = "ndcg_at_10"
 
 
@@ -66,10 +60,10 @@ def search(configs: list[dict], objective: Callable[[dict], dict[str, float]], o
 
 def validation_objective(family: str, dataset: Dataset, split: Split, settings: Settings) -> Callable[[dict], dict[str, float]]:
     """Fit `family` with a config on split.train and score it on split.val."""
-    from recsys.training import build_model
+    kind = families.by_name(family)
 
     def objective(params: dict) -> dict[str, float]:
-        model, _ = build_model(family, settings, params, None)
+        model, _ = kind.build(settings, params)
         return evaluate(model.fit(split.train, dataset.items, split.val).export(), split.val, ks=(10, 20))
 
     return objective
@@ -77,9 +71,7 @@ def validation_objective(family: str, dataset: Dataset, split: Split, settings: 
 
 def refit_score(family: str, params: dict, dataset: Dataset, split: Split, settings: Settings, bootstrap: int = 0) -> dict[str, float]:
     """Fit `family` with the chosen config on train + validation; its metrics on test."""
-    from recsys.training import build_model
-
-    model, _ = build_model(family, settings, params, None)
+    model, _ = families.by_name(family).build(settings, params)
     return evaluate(model.fit(split.train_val, dataset.items).export(), split.test, bootstrap=bootstrap)
 
 
@@ -101,8 +93,9 @@ def tune(dataset: Dataset, split: Split, settings: Settings, family: str, space:
     A parent MLflow run holds the choice and its test score (`refit_test_ndcg_at_10`), with
     one nested run per trial.
     """
+    space = space or families.by_name(family).grid  # the family's default search space
     registry.configure(settings)
-    configs = grid(space or SPACES[family])
+    configs = grid(space)
 
     def log_trial(trial: Trial) -> None:
         with mlflow.start_run(run_name=f"{family}-trial", nested=True):
@@ -111,7 +104,7 @@ def tune(dataset: Dataset, split: Split, settings: Settings, family: str, space:
             mlflow.log_metrics({f"val_{k}": v for k, v in trial.metrics.items()} | {"fit_seconds": trial.seconds})
 
     with mlflow.start_run(run_name=f"tune-{family}-{dataset.name}"):
-        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "tuning": "parent", "search_space": json.dumps(space or SPACES[family])})
+        mlflow.set_tags({"model_family": family, "dataset": dataset.name, "tuning": "parent", "search_space": json.dumps(space)})
         trials = search(configs, validation_objective(family, dataset, split, settings), log_trial)
         best = trials[0]
         mlflow.set_tag("best_config", json.dumps(best.params, sort_keys=True))

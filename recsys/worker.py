@@ -23,10 +23,8 @@ from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import temporal_user_split
 from recsys.data.synthetic import make_synthetic
 from recsys.models import strategy as strat
+from recsys.models.families import DISTRIBUTED
 from recsys.settings import Settings, get_settings
-
-# Families whose fit runs under the chosen tf.distribute strategy (a tf.data pipeline + Keras fit).
-DISTRIBUTED_FAMILIES = ("seq_two_tower",)
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ def run(data: Dataset, settings: Settings, family: str, params: dict | None = No
     from recsys import training
     from recsys.evaluation import evaluate
 
-    if family not in DISTRIBUTED_FAMILIES:
-        raise ValueError(f"family {family!r} trains in one process; multi-worker training supports {DISTRIBUTED_FAMILIES}")
+    if family not in DISTRIBUTED:  # families whose fit runs under a tf.distribute strategy
+        raise ValueError(f"family {family!r} trains in one process; multi-worker training supports {', '.join(DISTRIBUTED)}")
     tf_config = os.environ.get("TF_CONFIG")
     task = json.loads(tf_config)["task"] if tf_config else {"type": "worker", "index": 0}
     name, chief = f"{task['type']}:{task['index']}", strat.is_chief(tf_config)
@@ -92,7 +90,7 @@ def main(argv: list[str] | None = None) -> WorkerReport:
     """Command line: which data and family, optional epochs/batch, and whether the chief logs."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default=None, help="default: RECSYS_DATASET; 'synthetic' or 'synthetic:USERS' for generated data")
-    parser.add_argument("--family", default="seq_two_tower", choices=DISTRIBUTED_FAMILIES)
+    parser.add_argument("--family", default="seq_two_tower", choices=DISTRIBUTED)
     parser.add_argument("--params", default="{}", help="JSON of model parameters, e.g. '{\"epochs\": 3}'")
     parser.add_argument("--no-log", action="store_true", help="fit only: no MLflow run, no registration")
     args = parser.parse_args(argv)
