@@ -9,7 +9,6 @@ on it, so the Prefect server starts the retrain itself.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 
 from prefect import flow, get_run_logger, task
@@ -19,7 +18,7 @@ from prefect.events import emit_event
 from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
-from recsys.monitoring.policy import PolicyConfig, WindowOutcome, append_history, decide, load_history
+from recsys.monitoring.policy import NewData, PolicyConfig, WindowCheck, judge_window
 from recsys.monitoring.reports import (
     DriftResult,
     add_cost,
@@ -71,16 +70,16 @@ def compare(reference, window: int, model, reference_centroid) -> tuple[DriftRes
 
 
 @task(cache_policy=NO_CACHE)
-def new_data_check(dataset: str, cut: str, end: str) -> tuple[int, bool, str]:
-    """(new interactions since the champion's cut, GX gate passed, data docs) for the retrain data."""
+def new_data_check(dataset: str, cut: str, end: str) -> NewData:
+    """The retrain data: interactions since the champion's cut, and the GX gate on it."""
     settings = get_settings()
     data = load_dataset(dataset, settings.shared_data_dir, end)
     gate = validate_dataset(data.interactions, data.items, settings.gx_dir)
-    return count_between(data.interactions, cut, end), gate.success, str(gate.docs_index)
+    return NewData(count_between(data.interactions, cut, end), gate.success, str(gate.docs_index))
 
 
 @flow(name="monitor")
-def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
+def monitor(dataset: str = "online-retail", window: int | None = None) -> WindowCheck:
     """Compare the latest `window` requests with the reference; emit a retrain event on drift.
 
     Args:
@@ -89,34 +88,26 @@ def monitor(dataset: str = "online-retail", window: int | None = None) -> dict:
     """
     settings = get_settings()
     logger = get_run_logger()
-    config = PolicyConfig.from_settings(settings)
-    history = load_history(settings.policy_history)
     reference, cut, version, model, reference_centroid = reference_window(dataset)
     result, end, hit_rate = compare(reference, window or settings.window_size, model, reference_centroid)
-    at = datetime.fromisoformat(end)
-    quality = {"hit_rate": hit_rate, "version": version}
-    decision = decide(result, config, history, at, **quality)
-    if decision.retrain:
-        new_rows, gate_ok, docs = new_data_check(dataset, cut, end)
-        logger.info("new data: %d interactions since %s; GX gate %s (%s)", new_rows, cut, "passed" if gate_ok else "FAILED", docs)
-        decision = decide(result, config, history, at, new_rows, gate_ok, **quality)
-    signal = "threshold" not in decision.blocked_by
-    append_history(settings.policy_history, WindowOutcome(end, result.drift_share, signal, decision.retrain, hit_rate, version))
-    verdict = "retrain" if decision.retrain else "no retrain"
+    check = judge_window(
+        result, PolicyConfig.from_settings(settings), settings.policy_history, end, hit_rate, version,
+        lambda: new_data_check(dataset, cut, end),
+    )  # fmt: skip
+    if check.new_data is not None:
+        new = check.new_data
+        logger.info("new data: %d interactions since %s; GX gate %s (%s)", new.interactions, cut, "passed" if new.gate_passed else "FAILED", new.docs)
+    verdict = "retrain" if check.retrain else "no retrain"
     logger.info("drift share %.2f; report: %s", result.drift_share, result.html_path)
-    logger.info("decision: %s (%s)", verdict, "; ".join(decision.reasons))
+    logger.info("decision: %s (%s)", verdict, "; ".join(check.decision.reasons))
     metrics = {"drift_share": result.drift_share, "n_current": result.n_current}
     if hit_rate is not None:
         metrics["online_hit_rate"] = hit_rate
-    registry.log_monitoring_run(
-        settings, result.html_path, metrics,
-        {"decision": verdict, "blocked_by": ",".join(decision.blocked_by)},
-    )  # fmt: skip
-    if decision.retrain:
+    registry.log_monitoring_run(settings, result.html_path, metrics, {"decision": verdict, "blocked_by": ",".join(check.decision.blocked_by)})
+    if check.retrain:
         emit_event(
             event=DRIFT_EVENT,
             resource={"prefect.resource.id": f"recsys.model.{settings.registered_model}"},
-            payload={"dataset": dataset, "window_end": end, "drift_share": result.drift_share, "reason": "; ".join(decision.reasons)},
+            payload={"dataset": dataset, "window_end": end, "drift_share": result.drift_share, "reason": "; ".join(check.decision.reasons)},
         )
-    return {"drift": {**asdict(result), "html_path": str(result.html_path)}, "retrain": decision.retrain, "hit_rate": hit_rate,
-            "reasons": decision.reasons, "blocked_by": decision.blocked_by, "window_end": end}  # fmt: skip
+    return check

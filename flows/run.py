@@ -1,15 +1,19 @@
-"""Run one flow in this process from the command line: `python -m flows.run <flow> key=value ...`.
+"""Run one flow in this process from the command line: `python -m flows.run <flow> [--result FILE] key=value ...`.
 
 The CLI (`recsys monitor`) runs flows as such children, so the library never imports
 Prefect and each child starts with the platform's environment. Values are read as JSON
-when they parse (`epochs=3`, `window=500`), else kept as strings.
+when they parse (`epochs=3`, `window=500`), else kept as strings. `--result FILE` writes the
+flow's typed result there as JSON (pydantic), for the parent to read back into the same type
+instead of parsing the child's output.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -40,12 +44,16 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    name, *pairs = argv
-    known = flows()
-    if name not in known:
-        raise SystemExit(f"unknown flow {name!r}; known: {', '.join(known)}")
-    result = known[name](**parse_params(pairs))
-    print(json.dumps(result, default=str))
+    from pydantic import TypeAdapter
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("flow", choices=sorted(flows()))
+    parser.add_argument("--result", type=Path, help="write the flow's result here as JSON")
+    parser.add_argument("params", nargs="*", metavar="key=value")
+    args = parser.parse_intermixed_args(argv)  # options may sit between the flow and its key=value pairs
+    result = flows()[args.flow](**parse_params(args.params))
+    if args.result:
+        args.result.write_bytes(TypeAdapter(type(result)).dump_json(result))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ needs a server which is not running says so, and how to start it, instead of a t
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated, Literal
 
 import httpx
@@ -248,17 +249,21 @@ def monitor(
     settings = get_settings()
     require(platform.prefect_server(settings))
     require_tracking(settings)
-    cmd = [sys.executable, "-m", "flows.run", "monitor", f"dataset={dataset or settings.dataset}"]
-    if window:
-        cmd.append(f"window={window}")
-    with console.status("running the monitor flow (see it in the Prefect UI)"):
-        done = subprocess.run(cmd, env={**os.environ, **platform.platform_env(settings)}, capture_output=True, text=True)
-    if done.returncode != 0:
-        fail(f"the monitor flow failed:\n{done.stderr[-3000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    console.print(f"drift share {result['drift']['drift_share']:.2f} over {result['drift']['n_current']} requests: "
-                  f"{'retrain' if result['retrain'] else 'no retrain'} ({'; '.join(result['reasons'])})")  # fmt: skip
-    console.print(f"report: {result['drift']['html_path']}")
+    from pydantic import TypeAdapter
+
+    from recsys.monitoring.policy import WindowCheck
+
+    with tempfile.TemporaryDirectory() as tmp, console.status("running the monitor flow (see it in the Prefect UI)"):
+        result_file = Path(tmp) / "window-check.json"
+        cmd = [sys.executable, "-m", "flows.run", "monitor", "--result", str(result_file), f"dataset={dataset or settings.dataset}"]
+        done = subprocess.run(cmd + ([f"window={window}"] if window else []), env={**os.environ, **platform.platform_env(settings)},
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            fail(f"the monitor flow failed:\n{done.stderr[-3000:]}")
+        check = TypeAdapter(WindowCheck).validate_json(result_file.read_bytes())
+    console.print(f"drift share {check.drift.drift_share:.2f} over {check.drift.n_current} requests: "
+                  f"{'retrain' if check.retrain else 'no retrain'} ({'; '.join(check.decision.reasons)})")  # fmt: skip
+    console.print(f"report: {check.drift.html_path}")
 
 
 @app.command()

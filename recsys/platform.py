@@ -58,8 +58,13 @@ def bin_path(name: str) -> str:
 
 
 def server_env(settings: Settings) -> dict[str, str]:
-    """Environment that points every process at the same state folder and servers."""
+    """Environment that points every process at the same state folder and servers.
+
+    Makes the Prefect home folder too: Prefect creates only its last folder, so a child started
+    before anything exists under home (`make demo` on a fresh clone) warned that it failed to.
+    """
     home = settings.home.resolve()
+    (home / "prefect").mkdir(parents=True, exist_ok=True)
     return {
         "RECSYS_HOME": str(home),
         "PREFECT_HOME": str(home / "prefect"),

@@ -1,15 +1,15 @@
 """Rich progress bars for people at a terminal: training epochs and long-running steps.
 
-`EpochProgress` is a Keras callback, so a `model.fit(callbacks=[...])` drives it; our own
-training loops call the same `on_epoch_end(epoch, logs)` through `training.train(on_epoch=...)`.
-It shows the epoch count and the latest loss and validation NDCG@10 as they arrive.
+`EpochProgress` is driven by `training.train(on_epoch=bar.on_epoch_end)`, which every family
+calls after each epoch of its epoch-choosing fit. It shows the epoch count and the latest loss
+and validation NDCG@10 as they arrive. Nothing here imports Keras: `recsys simulate` and the
+other commands that only draw bars start in a second, not after TensorFlow's import.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
 
-import keras
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -23,11 +23,10 @@ def progress_bar(console: Console | None = None) -> Progress:
     )  # fmt: skip
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """A progress bar over `epochs` training epochs, as a Keras callback and a context manager."""
+class EpochProgress:
+    """A progress bar over `epochs` training epochs, as a context manager."""
 
     def __init__(self, epochs: int, description: str = "training", console: Console | None = None) -> None:
-        super().__init__()
         self.progress = progress_bar(console)
         self.task = self.progress.add_task(description, total=epochs, status="")
 

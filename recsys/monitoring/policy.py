@@ -14,6 +14,7 @@ Every decision names each rule that held it back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -136,6 +137,53 @@ def decide(
     if not blocked:
         reasons.append("no guardrail holds it back: retrain")
     return Decision(not blocked, reasons, blocked)
+
+
+@dataclass(frozen=True)
+class NewData:
+    """The retrain data of a window that would retrain: how much is new, and the GX gate on it."""
+
+    interactions: int  # since the champion's training cut
+    gate_passed: bool
+    docs: str  # the gate's data docs
+
+
+@dataclass(frozen=True)
+class WindowCheck:
+    """One monitored window: its drift, its online quality, the new data, and the decision."""
+
+    window_end: str  # ISO, on the traffic's clock
+    drift: DriftResult
+    hit_rate: float | None  # online, from feedback events; None without feedback
+    decision: Decision
+    new_data: NewData | None = None  # measured only when the drift alone would retrain
+
+    @property
+    def retrain(self) -> bool:
+        return self.decision.retrain
+
+
+def judge_window(
+    drift: DriftResult, config: PolicyConfig, history_path: Path, window_end: str, hit_rate: float | None, version: str,
+    measure_new_data: Callable[[], NewData],
+) -> WindowCheck:
+    """Decide on one window and remember the outcome in the policy's history file.
+
+    Counting the new data and gating it with GX cost more than the drift check, so they run
+    (`measure_new_data`) only for a window that every other rule would let retrain; the
+    decision is then taken again with them.
+    """
+    history = load_history(history_path)
+    at = datetime.fromisoformat(window_end)
+    quality = {"hit_rate": hit_rate, "version": version}
+    decision = decide(drift, config, history, at, **quality)
+    new_data = None
+    if decision.retrain:
+        new_data = measure_new_data()
+        decision = decide(drift, config, history, at, new_data.interactions, new_data.gate_passed, **quality)
+    signal = "threshold" not in decision.blocked_by  # drift or a quality drop was there, held back or not
+    append_history(history_path, WindowOutcome(window_end, drift.drift_share, signal, decision.retrain, hit_rate, version))
+    return WindowCheck(window_end, drift, hit_rate, decision, new_data)
 
 
 def load_history(path: Path) -> list[WindowOutcome]:

@@ -50,3 +50,26 @@ def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:
     assert 4_500 < len(load_dataset(str(target)).interactions) <= 5_000
     again = CliRunner().invoke(app, ["synth", str(target), "--rows", "10"])
     assert again.exit_code == 1 and "exists and is not empty" in " ".join(again.output.split())
+
+
+def test_replaying_traffic_loads_neither_keras_nor_tensorflow() -> None:
+    """`recsys simulate` draws a bar and sends HTTP: what it imports must not pull in TensorFlow (seconds at start)."""
+    import subprocess
+    import sys
+
+    simulate_imports = "import recsys.cli, recsys.data.ingest, recsys.monitoring.traffic, recsys.progress, recsys.schemas"
+    code = f"import sys; {simulate_imports}; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_a_child_on_a_fresh_home_starts_prefect_without_a_warning(tmp_path) -> None:
+    """`make demo` on a fresh clone: the platform's environment names a Prefect home Prefect can use."""
+    import os
+    import subprocess
+    import sys
+
+    from recsys import platform
+
+    env = {**os.environ, **platform.server_env(Settings(home=tmp_path / "fresh" / "home"))}
+    done = subprocess.run([sys.executable, "-W", "always", "-c", "import prefect.context"], env=env, capture_output=True, text=True, check=True)
+    assert "Prefect home" not in done.stderr and (tmp_path / "fresh" / "home" / "prefect").is_dir()

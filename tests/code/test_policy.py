@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
-from recsys.monitoring.policy import PolicyConfig, WindowOutcome, append_history, decide, load_history
+from recsys.monitoring.policy import (
+    Decision,
+    NewData,
+    PolicyConfig,
+    WindowCheck,
+    WindowOutcome,
+    append_history,
+    decide,
+    judge_window,
+    load_history,
+)
 from recsys.monitoring.reports import DriftResult
 
 NOW = datetime(2011, 11, 1, 12, 0)
@@ -109,3 +121,32 @@ def test_policy_config_from_settings() -> None:
     imported = [n.module for n in ast.walk(source) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(source) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.startswith("recsys")], imported
+
+
+def test_a_window_is_judged_and_remembered_and_new_data_is_measured_only_when_it_would_retrain(tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    measured: list[str] = []
+
+    def new_data(gate_passed: bool) -> Callable[[], NewData]:
+        def measure() -> NewData:
+            measured.append("measured")
+            return NewData(5000, gate_passed, "docs/index.html")
+
+        return measure
+
+    calm = judge_window(drift(0.25), CONFIG, history, NOW.isoformat(), None, "3", new_data(True))
+    assert (calm.retrain, calm.new_data, measured) == (False, None, [])  # under the threshold: nothing more to measure
+    first = judge_window(drift(), CONFIG, history, (NOW + timedelta(hours=1)).isoformat(), None, "3", new_data(True))
+    assert (first.decision.blocked_by, measured) == (["hysteresis"], [])  # held back by another rule: not measured either
+    blocked = judge_window(drift(), CONFIG, history, (NOW + timedelta(hours=2)).isoformat(), None, "3", new_data(False))
+    assert measured == ["measured"] and blocked.new_data == NewData(5000, False, "docs/index.html")
+    assert not blocked.retrain and blocked.decision.blocked_by == ["gx_gate"]  # decided again with the measured data
+    ready = judge_window(drift(), CONFIG, history, (NOW + timedelta(hours=3)).isoformat(), 0.3, "3", new_data(True))
+    assert ready.retrain and ready.hit_rate == 0.3
+    assert [(o.drifted, o.retrain) for o in load_history(history)] == [(False, False), (True, False), (True, False), (True, True)]
+
+
+def test_a_window_check_round_trips_as_json() -> None:
+    check = WindowCheck(NOW.isoformat(), drift(), 0.2, Decision(False, ["because"], ["threshold"]), NewData(7, True, "d"))
+    adapter = TypeAdapter(WindowCheck)
+    assert adapter.validate_json(adapter.dump_json(check)) == check
