@@ -69,13 +69,22 @@ class Erasure:
         return asdict(self)
 
 
+def tombstone(settings: Settings, user_id: str) -> str:
+    """Step 1 alone, in milliseconds: list the user, so every load and every worker forgets them now.
+
+    Returns the audit hash. The service calls it before answering POST /admin/forget and
+    leaves the rest of `forget` to run after the answer.
+    """
+    subject = tombstones.subject_hash(user_id, keys.audit_key(settings))
+    tombstones.add(tombstones.path_of(settings), subject)
+    return subject
+
+
 def forget(settings: Settings, user_id: str) -> Erasure:
     """Erase `user_id` from data, logs and models (module docstring); audit it; return the counts."""
-    subject = tombstones.subject_hash(user_id, keys.audit_key(settings))
     pseudonym = pseudonymise(user_id, keys.log_key(settings)).encode()
-    listed = tombstones.path_of(settings)
     with _exclusive(settings.privacy_dir / "erasure.lock"):
-        tombstones.write_hashes(listed, tombstones.read_hashes(listed) | {subject})
+        subject = tombstone(settings, user_id)
         rows = sum(store.remove_users(root, {user_id}) for root in _stores(settings))
         requests = drop_lines(settings.request_log, pseudonym)
         events = drop_lines(settings.events_log, pseudonym)
@@ -84,7 +93,7 @@ def forget(settings: Settings, user_id: str) -> Erasure:
         files = sum(_scrub_model_folder(folder, user_id) for folder in _model_folders(settings))
         if settings.mlflow_artifacts_destination:
             notes.append(f"artifacts under {settings.mlflow_artifacts_destination} are outside RECSYS_HOME and were not rewritten")
-        tombstones.write_hashes(listed, tombstones.read_hashes(listed))  # a new file: every worker reloads
+        tombstones.add(tombstones.path_of(settings))  # a new file: every worker swaps to the new champion
         erasure = Erasure(subject, datetime.now(UTC).isoformat(), rows, requests, events, vectors, files, version, previous, notes)
         _audit(settings.audit_log, erasure)
     return erasure

@@ -17,6 +17,7 @@ every worker at once.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
@@ -49,12 +50,22 @@ def read_hashes(path: Path) -> frozenset[str]:
         return frozenset()
 
 
-def write_hashes(path: Path, hashes: frozenset[str]) -> None:
-    """Replace the list with `hashes` (sorted, one a line) by a rename: readers see old or new, whole."""
+def add(path: Path, *hashes: str) -> None:
+    """List `hashes` beside those listed; the file is always replaced, even when none is new.
+
+    The replacement (a new file renamed into place, so readers see the old list or the new one,
+    whole) is the signal the service's workers watch, so adding a listed hash again tells them
+    to look again. A lock file serialises writers, so two erasures never lose each other's hash.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{h}\n" for h in sorted(hashes)))
-    os.replace(tmp, path)
+    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(f"{h}\n" for h in sorted(read_hashes(path) | set(hashes))))
+        os.replace(tmp, path)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.schemas import ForgetRequest, ModelInfo
+from recsys.settings import get_settings
 
 
 async def model_info(_: Request) -> JSONResponse:
@@ -55,18 +56,19 @@ async def reload(request: Request) -> JSONResponse:
 
 
 async def forget(request: Request) -> JSONResponse:
-    """Erase a user (recsys.privacy): `{"user_id": ...}` in, what was removed where out."""
+    """Erase a user (recsys.privacy): 202 once every worker forgets them; the rest follows, audited.
+
+    `{"user_id": ...}` in; out, the audit hash under which the audit log will record what was
+    removed where (the erasure of stores, logs and models outlasts the request timeout).
+    """
     if (refusal := _authorised(request)) is not None:
         return refusal
     try:
         user_id = ForgetRequest.model_validate_json(await request.body()).user_id
     except ValidationError as exc:
         return JSONResponse({"error": f"invalid body: {exc.errors(include_url=False, include_input=False)}"}, status_code=400)
-    try:
-        erasure = await bentoml.get_current_service().forget(user_id)
-    except Exception as exc:  # once listed, they stay listed: a second call finishes the job
-        return JSONResponse({"error": f"erasure failed, run it again: {exc}"}, status_code=500)
-    return JSONResponse(erasure.to_dict())
+    subject = await bentoml.get_current_service().forget(user_id)
+    return JSONResponse({"subject": subject, "status": "erasing", "audit_log": str(get_settings().audit_log.resolve())}, status_code=202)
 
 
 admin_app = Starlette(

@@ -20,6 +20,7 @@ an erasure replaces it, the worker re-reads the hashes, from then on answers tho
 the popularity fallback and logs their requests without an id, and reloads the store's newest
 model if it changed (the erasure replaces the file again once the champion without them is
 exported). So an erasure reaches every worker at its next request, whichever process ran it.
+POST /admin/forget lists the user, answers 202, and runs the rest of the erasure in this worker.
 """
 
 from __future__ import annotations
@@ -182,14 +183,28 @@ class RecsysService:
         except Exception as exc:  # the old model keeps serving; forgotten users still get the fallback
             print(f"recsys: reload after an erasure failed, still serving {self.current.version}: {exc!r}", flush=True)
 
-    async def forget(self, user_id: str) -> Erasure:
-        """Erase `user_id` (recsys.privacy) off the event loop, then serve the champion without them here at once."""
-        from recsys.privacy import forget
+    async def forget(self, user_id: str) -> str:
+        """List `user_id` as forgotten now, erase the rest in the background; return the audit hash.
 
-        erasure = await asyncio.to_thread(forget, get_settings(), user_id)
-        self.tombstones.changed()
-        await self.reload(if_newer=True)
-        return erasure
+        Every worker answers them with the fallback from its next request on. The erasure of
+        stores, logs and models takes seconds (longer than the request timeout), so it runs
+        after the answer, here, and its outcome is the line it adds to the audit log.
+        """
+        subject = await asyncio.to_thread(_tombstone, user_id)
+        erasing = asyncio.get_running_loop().create_task(self._erase(user_id))
+        self._swaps.add(erasing)
+        erasing.add_done_callback(self._swaps.discard)
+        return subject
+
+    async def _erase(self, user_id: str) -> None:
+        try:
+            erasure = await asyncio.to_thread(_forget, user_id)
+            self.tombstones.changed()
+            await self.reload(if_newer=True)
+        except Exception as exc:  # listed already: they get the fallback; a second call finishes the job
+            print(f"recsys: erasure failed (run it again): {exc!r}", flush=True)
+        else:
+            print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
     def _answer(self, state: ServingModel, q: Query, rec: Recommendation, timestamp: str | None, cpu_s: float) -> RecommendResponse:
         """The response, logged before it is returned: an answered request is a logged one."""
@@ -283,6 +298,18 @@ class RecsysService:
                             "user_id": None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
                             "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
         return response
+
+
+def _tombstone(user_id: str) -> str:
+    from recsys.privacy import tombstone  # MLflow and friends load on the first erasure, not at start
+
+    return tombstone(get_settings(), user_id)
+
+
+def _forget(user_id: str) -> Erasure:
+    from recsys.privacy import forget
+
+    return forget(get_settings(), user_id)
 
 
 def _count(endpoint: str, cpu_s: float, users: int) -> None:

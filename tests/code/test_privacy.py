@@ -83,7 +83,7 @@ def test_tombstoned_users_never_load_from_a_read_only_source(settings: Settings,
     data.interactions.to_csv(source, index=False)
     assert "u3" in set(load_dataset(str(source), tmp_path).interactions[USER_COL])
     listed = tombstones.path_of(settings)
-    tombstones.write_hashes(listed, frozenset({tombstones.subject_hash("u3", keys.audit_key(settings))}))
+    tombstones.add(listed, tombstones.subject_hash("u3", keys.audit_key(settings)))
     loaded = load_dataset(str(source), tmp_path).interactions
     assert "u3" not in set(loaded[USER_COL]) and len(loaded) == int((data.interactions[USER_COL] != "u3").sum())
     assert "u3" in tombstones.Tombstones.of(settings) and "u4" not in tombstones.Tombstones.of(settings)
