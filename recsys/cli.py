@@ -1,7 +1,7 @@
 """`recsys`: the command line for people (the Makefile calls the same commands).
 
 `up`/`down`/`status` manage the local platform (recsys.platform). `synth` writes a synthetic
-dataset store of any size. `train`, `promote`, `serve`
+dataset store of any size; `forget` erases a user (recsys.privacy). `train`, `promote`, `serve`
 and `simulate` are thin calls into recsys/ against the running platform; `demo` and `monitor`
 run flows in a child process (`python -m flows.<name>`, `python -m flows.run`), so this library
 never imports Prefect and each child starts with the platform's environment. A command that
@@ -132,7 +132,7 @@ def show_status(settings: Settings) -> bool:
     console.print(table)
     docs = settings.gx_dir.resolve() / "index.html"
     console.print(f"GX data docs: {docs.as_uri() if docs.exists() else 'none yet (written by the validate flow)'}")
-    for name, configured in ((keys.LOG_KEY, settings.log_key), (keys.ADMIN_TOKEN, settings.admin_token)):
+    for name, configured in ((keys.LOG_KEY, settings.log_key), (keys.ADMIN_TOKEN, settings.admin_token), (keys.AUDIT_KEY, settings.audit_key)):
         path = keys.secrets_dir(settings) / name
         where = "set in the environment" if configured is not None else (str(path) if path.exists() else f"{path} (made on first use)")
         console.print(f"{name}: {where}")
@@ -238,6 +238,23 @@ def serve() -> None:
         except (RuntimeError, TimeoutError) as error:
             fail(str(error))
     console.print(f"serving version {champion} at {spec.url} (Swagger UI at /)")
+
+
+@app.command()
+def forget(user_id: Annotated[str, typer.Argument(help="The user to erase, as the data and the service name them")]) -> None:
+    """Erase USER_ID from the data, logs and models; a running service answers them with the fallback at once."""
+    from recsys.privacy import forget as erase
+
+    with console.status("erasing (data stores, logs, models)"):
+        erasure = erase(get_settings(), user_id)
+    console.print(f"removed {erasure.store_rows} stored interactions, {erasure.request_log_lines} request and "
+                  f"{erasure.event_log_lines} feedback log lines, {erasure.model_vectors} model vectors; "
+                  f"rewrote {erasure.model_files} stored model files")  # fmt: skip
+    if erasure.model_version:
+        console.print(f"champion is now version {erasure.model_version} (version {erasure.previous_champion} less this user)")
+    for note in erasure.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    console.print(f"audited in {get_settings().audit_log} as {erasure.subject}")
 
 
 @app.command()

@@ -7,6 +7,11 @@ once, at random, into `RECSYS_HOME/secrets/` with owner-only permissions, and ev
 the install (the service's workers, the CLI) reads the same file. The service refuses a key
 shorter than 32 bytes, and refuses to listen beyond loopback unless the admin token was set
 explicitly: a generated one lives on one machine, a reachable service needs a managed one.
+
+A third key, the audit key (`RECSYS_AUDIT_KEY`), hashes the ids of forgotten users for the
+erasure audit log and the tombstone list (recsys.privacy). It is separate from the log key on
+purpose: an audit entry can prove an erasure to someone who knows the id, yet cannot be joined
+to the pseudonyms of the logs, and rotating the log key never un-forgets anybody.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ import os
 import secrets
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from recsys.settings import Settings
 
 MIN_KEY_BYTES = 32
-LOG_KEY, ADMIN_TOKEN = "log-key", "admin-token"
+LOG_KEY, ADMIN_TOKEN, AUDIT_KEY = "log-key", "admin-token", "audit-key"
 
 
 def secrets_dir(settings: Settings) -> Path:
@@ -53,10 +60,19 @@ def local_secret(settings: Settings, name: str) -> str:
 
 def log_key(settings: Settings) -> bytes:
     """The HMAC key that pseudonymises user ids in the logs: RECSYS_LOG_KEY, else this install's own."""
-    key = settings.log_key.get_secret_value() if settings.log_key is not None else local_secret(settings, LOG_KEY)
+    return _hmac_key(settings.log_key, settings, LOG_KEY, "RECSYS_LOG_KEY")
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The HMAC key of erasure audit entries and tombstones: RECSYS_AUDIT_KEY, else this install's own."""
+    return _hmac_key(settings.audit_key, settings, AUDIT_KEY, "RECSYS_AUDIT_KEY")
+
+
+def _hmac_key(configured: SecretStr | None, settings: Settings, name: str, variable: str) -> bytes:
+    key = configured.get_secret_value() if configured is not None else local_secret(settings, name)
     if len(key.encode()) < MIN_KEY_BYTES:
         raise ValueError(
-            f"RECSYS_LOG_KEY is {len(key.encode())} bytes; a pseudonymisation key needs at least {MIN_KEY_BYTES} "
+            f"{variable} is {len(key.encode())} bytes; an HMAC key needs at least {MIN_KEY_BYTES} "
             "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(48))', or unset it to use a generated one)"
         )
     return key.encode()

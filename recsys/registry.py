@@ -36,6 +36,12 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.model = EmbeddingModel.load(Path(context.artifacts[EXPORT_ARTIFACT]))
 
+    def __getstate__(self) -> dict:
+        """Pickle without the loaded model: MLflow pickles this object after trying the input
+        example on it, and the arrays (user ids among them) belong in `export/` alone, where an
+        erasure finds them (recsys.privacy)."""
+        return {name: value for name, value in self.__dict__.items() if name != "model"}
+
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from recsys.serving.logic import recommend_one
 

@@ -92,6 +92,14 @@ class FeedbackResponse(BaseModel):
     model_version: str
 
 
+class ForgetRequest(BaseModel):
+    """Body of POST /admin/forget: the user to erase (recsys.privacy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+
+
 class ModelInfo(BaseModel):
     """Lineage of the serving champion, from its BentoML model metadata."""
 

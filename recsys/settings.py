@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Bearer token of the service's admin routes; unset: generated into home/secrets"
     )
+    audit_key: SecretStr | None = Field(
+        default=None, description="HMAC key (32+ bytes) of erasure audit entries and tombstones; unset: generated into home/secrets"
+    )
 
     # Training
     embedding_dim: int = 64
@@ -179,6 +182,16 @@ class Settings(BaseSettings):
     @property
     def policy_history(self) -> Path:
         return self.home / "monitoring" / "history.json"
+
+    @property
+    def privacy_dir(self) -> Path:
+        """Tombstones of forgotten users (keyed hashes only) and the lock that serialises erasures."""
+        return self.home / "privacy"
+
+    @property
+    def audit_log(self) -> Path:
+        """One JSON line per erasure, under the audit key's hash of the id (recsys.privacy)."""
+        return self.home / "audit" / "erasures.jsonl"
 
     @property
     def run_dir(self) -> Path:

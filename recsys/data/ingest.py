@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data import store
+from recsys.data.tombstones import Tombstones
 from recsys.schemas import (
     CATEGORY_COL,
     EVENT_COL,
@@ -37,6 +38,7 @@ from recsys.schemas import (
     USER_COL,
     WEIGHT_COL,
 )
+from recsys.settings import get_settings
 
 BUNDLED_ONLINE_RETAIL = Path(__file__).with_name("online_retail.parquet")
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
@@ -208,21 +210,26 @@ def _canonical(interactions: pd.DataFrame) -> pd.DataFrame:
     return interactions[INTERACTION_COLUMNS].sort_values([TS_COL, USER_COL, ITEM_COL]).reset_index(drop=True)
 
 
-def load_dataset(name: str, data_dir: Path | None = None, until: str | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: Path | None = None, until: str | None = None, forgotten: Tombstones | None = None) -> Dataset:
     """A dataset by name, with only the interactions before `until` when it is given.
 
     `data_dir` holds the publishers' folders (e.g. ../shared/data); Online Retail falls back
     to the copy bundled with recsys. A path to a dataset store (recsys.data.store: Parquet
     partitioned by month) is read with the time filter pushed down to the files.
+
+    Users who were forgotten (`forgotten`, by default this install's tombstones: see
+    recsys.data.tombstones) are dropped here, so no training, evaluation or monitoring
+    load brings them back, whichever source still holds them.
     """
+    forgotten = forgotten if forgotten is not None else Tombstones.of(get_settings())
     if store.is_store(Path(name)):  # a partitioned store reads only the months before `until`
         snap = store.snapshot(Path(name))
-        return Dataset(Path(name).name, snap.read(until=until), snap.items())
+        return Dataset(Path(name).name, forgotten.drop(snap.read(until=until)), snap.items())
     dataset = _load_by_name(name, data_dir)
-    if until is None:
-        return dataset
-    before = dataset.interactions[dataset.interactions[TS_COL] < pd.Timestamp(until)]
-    return Dataset(dataset.name, before.reset_index(drop=True), dataset.items)
+    interactions = dataset.interactions
+    if until is not None:
+        interactions = interactions[interactions[TS_COL] < pd.Timestamp(until)].reset_index(drop=True)
+    return Dataset(dataset.name, forgotten.drop(interactions), dataset.items)
 
 
 def _load_by_name(name: str, data_dir: Path | None) -> Dataset:
@@ -265,7 +272,8 @@ def as_store(name: str, data_dir: Path | None, stores_dir: Path) -> store.Snapsh
     nothing half-written), and every later task reads its Parquet instead of cleaning the
     publisher's files again. A plain .csv/.parquet file has no store (None): it is read whole,
     so a malformed file still reaches the validation gate as it is. To re-ingest after a change
-    to the cleaning rules, delete the folder.
+    to the cleaning rules, delete the folder. Forgotten users (recsys.data.tombstones) never
+    enter the store.
     """
     path = Path(name)
     if store.is_store(path):
@@ -275,10 +283,11 @@ def as_store(name: str, data_dir: Path | None, stores_dir: Path) -> store.Snapsh
     target = stores_dir / name
     if not store.is_store(target):
         data = _load_by_name(name, data_dir)
+        forgotten = Tombstones.of(get_settings())
         building = stores_dir / f".{name}.building"
         shutil.rmtree(building, ignore_errors=True)
         store.write_items(building, data.items)
-        store.append(building, data.interactions)
+        store.append(building, forgotten.drop(data.interactions))
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)
     return store.snapshot(target)

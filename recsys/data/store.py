@@ -1,4 +1,4 @@
-"""The dataset store: interactions as Parquet partitioned by month, appended to, never rewritten.
+"""The dataset store: interactions as Parquet partitioned by month, appended to, rewritten only to erase.
 
 Layout of a store folder (any dataset with this layout is a dataset name: its path):
 
@@ -15,6 +15,10 @@ would add a second columnar engine for the same reads (see docs/scaling.md).
 Strings come back as pandas' Arrow-backed `string[pyarrow]` dtype: 14 bytes an id instead of 63
 as Python string objects (1M ids of up to six characters), and what lets GX check column types
 by dtype instead of value by value.
+
+The one rewrite is an erasure (`remove_users`, for recsys.privacy): only the files holding the
+user are rewritten, each to a temporary name and renamed over itself, so a killed erasure
+leaves every file whole (old or new) and running it again finishes the job.
 """
 
 from __future__ import annotations
@@ -133,6 +137,28 @@ def append(root: Path, interactions: pd.DataFrame) -> AppendResult:
         written.append(path)
         kept += len(fresh)
     return AppendResult(written, kept, len(frame) - kept)
+
+
+def remove_users(root: Path, user_ids: set[str]) -> int:
+    """Delete every interaction of `user_ids` from the store; return how many rows went.
+
+    Each file is first read for its user column only; a file without them is left as it is
+    (name, bytes and the validation gate's record of it). A file left empty is deleted.
+    """
+    root, removed = Path(root), 0
+    wanted = pa.array(sorted(user_ids), pa.string())
+    for path in sorted((root / INTERACTIONS_DIR).glob("month=*/*.parquet")):
+        hits = pc.sum(pc.is_in(pq.read_table(path, columns=[USER_COL])[USER_COL], value_set=wanted)).as_py() or 0
+        if not hits:
+            continue
+        table = pq.read_table(path, schema=SCHEMA)
+        kept = table.filter(pc.invert(pc.is_in(table[USER_COL], value_set=wanted)))
+        if kept.num_rows:
+            _atomic_write(kept, path)
+        else:
+            path.unlink()
+        removed += hits
+    return removed
 
 
 def _drop_stored(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:

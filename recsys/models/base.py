@@ -68,6 +68,21 @@ class EmbeddingModel:
         top = self.popular_order[:k]
         return top, self.popularity_percentile[top]
 
+    def without_users(self, user_ids: set[str]) -> EmbeddingModel:
+        """The same model less the vectors and seen items of `user_ids` (an erasure; no retraining).
+
+        Item vectors and popularity are aggregates over everybody and stay as they are until
+        the next retrain, which learns without the removed users.
+        """
+        keep = ~np.isin(self.user_ids.astype(str), np.array(sorted(user_ids), dtype=str))
+        counts = np.diff(self.seen_indptr)[keep]
+        rows = np.repeat(keep, np.diff(self.seen_indptr))
+        return EmbeddingModel(
+            self.user_ids[keep], self.item_ids, self.user_vectors[keep], self.item_vectors, self.popularity,
+            np.concatenate([[0], np.cumsum(counts)]).astype(self.seen_indptr.dtype), self.seen_indices[rows],
+            dict(self.meta), self.item_titles,
+        )  # fmt: skip
+
     def save(self, folder: Path) -> Path:
         """Write arrays as .npz and metadata as JSON (no pickles: safe to load anywhere)."""
         folder.mkdir(parents=True, exist_ok=True)

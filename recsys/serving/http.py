@@ -1,4 +1,4 @@
-"""The HTTP pieces BentoML's typed APIs do not cover: GET /model, POST /admin/reload, body cap.
+"""The HTTP pieces BentoML's typed APIs do not cover: GET /model, POST /admin/{reload,forget}, body cap.
 
 BentoML 1.4 APIs are POST-only and public, so the lineage GET and the token-guarded admin
 route live in a small Starlette app mounted beside them (`@bentoml.asgi_app`); BentoML's
@@ -13,13 +13,15 @@ import hmac
 import json
 
 import bentoml
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys.schemas import ModelInfo
+from recsys.schemas import ForgetRequest, ModelInfo
+from recsys.settings import get_settings
 
 
 async def model_info(_: Request) -> JSONResponse:
@@ -53,8 +55,28 @@ async def reload(request: Request) -> JSONResponse:
     return JSONResponse({"previous": previous, "serving": serving.version, "bento_tag": serving.info.get("bento_tag")})
 
 
+async def forget(request: Request) -> JSONResponse:
+    """Erase a user (recsys.privacy): 202 once every worker forgets them; the rest follows, audited.
+
+    `{"user_id": ...}` in; out, the audit hash under which the audit log will record what was
+    removed where (the erasure of stores, logs and models outlasts the request timeout).
+    """
+    if (refusal := _authorised(request)) is not None:
+        return refusal
+    try:
+        user_id = ForgetRequest.model_validate_json(await request.body()).user_id
+    except ValidationError as exc:
+        return JSONResponse({"error": f"invalid body: {exc.errors(include_url=False, include_input=False)}"}, status_code=400)
+    subject = await bentoml.get_current_service().forget(user_id)
+    return JSONResponse({"subject": subject, "status": "erasing", "audit_log": str(get_settings().audit_log.resolve())}, status_code=202)
+
+
 admin_app = Starlette(
-    routes=[Route("/model", model_info, methods=["GET"]), Route("/admin/reload", reload, methods=["POST"])]
+    routes=[
+        Route("/model", model_info, methods=["GET"]),
+        Route("/admin/reload", reload, methods=["POST"]),
+        Route("/admin/forget", forget, methods=["POST"]),
+    ]
 )
 
 

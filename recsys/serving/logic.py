@@ -1,6 +1,6 @@
 """What the service does for a request, testable without BentoML: rank, fall back, explain, log.
 
-Unknown users get the most popular items, marked as a fallback. Each answer also carries
+Unknown users, and users who were forgotten, get the most popular items, marked as a fallback. Each answer also carries
 the figures the monitor needs (history length, popularity of what was recommended), so the
 request log alone is enough to compute drift. The hot path is numpy and faiss only: a
 batch of requests is one index search, and pandas is never touched while serving.
@@ -8,9 +8,11 @@ batch of requests is one index search, and pandas is never touched while serving
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ class Query:
     k: int
     exclude_seen: bool = True
     explain: bool = False
+    forgotten: bool = False  # an erased user (recsys.privacy): answered like a stranger, logged without an id
 
 
 def recommend_one(model: EmbeddingModel, user_id: str, k: int, exclude_seen: bool = True) -> Recommendation:
@@ -108,7 +111,7 @@ class ServingModel:
     def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
         """Answers in order; all known users in one index search of depth max(k + seen)."""
         model = self.model
-        rows = [model.user_index.get(q.user_id) for q in queries]
+        rows = [None if q.forgotten else model.user_index.get(q.user_id) for q in queries]
         known = [i for i, r in enumerate(rows) if r is not None]
         out: list[Recommendation | None] = [None] * len(queries)
         if known:
@@ -156,21 +159,73 @@ class RequestLog:
     """Append-only JSONL log; each record is one `write` on an O_APPEND descriptor.
 
     One write per line on O_APPEND is atomic with respect to other writers on Linux, so
-    threads and worker processes never interleave or lose lines and no lock is needed;
-    the data is in the kernel once `append` returns, so it survives the process dying.
+    threads and worker processes never interleave or lose lines; the data is in the kernel
+    once `append` returns, so it survives the process dying.
+
+    The one rewrite, an erasure (`drop_lines`), replaces the file by a rename. So each append
+    holds a shared flock(2) on its descriptor (the rewrite holds an exclusive one: no line
+    lands while it copies) and, if the file it holds was renamed over meanwhile (no links
+    left), reopens the path and writes there: a line is never written into a replaced file.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._fd = self._open()
+        self._lock = threading.Lock()  # a flock is per open file: threads of one process take turns
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def append(self, record: dict) -> None:
         """Write `record` as one compact JSON line (pydantic-core's encoder: ~5x json.dumps)."""
         data = to_json(record) + b"\n"
-        written = os.write(self._fd, data)
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+            while os.fstat(self._fd).st_nlink == 0:  # an erasure replaced the file: append to the new one
+                os.close(self._fd)  # closing drops its lock
+                self._fd = self._open()
+                fcntl.flock(self._fd, fcntl.LOCK_SH)
+            try:
+                written = os.write(self._fd, data)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         if written != len(data):  # only on a full disk or similar: do not leave half a line
             raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def drop_lines(path: Path, needle: bytes) -> int:
+    """Delete the lines of the log at `path` that contain `needle`; return how many went.
+
+    The kept lines go to a temporary file that is renamed over the log, so a killed rewrite
+    leaves the old log whole. An exclusive flock on the log holds appends (RequestLog) back
+    while it copies; they then reopen the path. A rewrite that waited on a file another one
+    replaced meanwhile starts again on the new file.
+    """
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        with os.fdopen(fd, "rb") as log:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink == 0:
+                continue  # lost a race with another rewrite: read the file that replaced this one
+            tmp, dropped = path.with_name(f".{path.name}.{os.getpid()}.tmp"), 0
+            with open(tmp, "wb") as out:  # streamed: a log of any size in constant memory
+                for line in log:
+                    if needle in line:
+                        dropped += 1
+                    else:
+                        out.write(line)
+                out.flush()
+                os.fsync(out.fileno())
+            if dropped:
+                os.chmod(tmp, os.fstat(fd).st_mode & 0o777)
+                os.replace(tmp, path)
+            else:
+                tmp.unlink()
+            return dropped

@@ -11,8 +11,16 @@ Settings (`recsys.settings`, all `RECSYS_*`, secure defaults): `bind_host` (127.
 `--host` overrides), `serve_workers`, `request_timeout_s`, `access_log`, `tracing` (BentoML's
 OpenTelemetry spans, off: see TRACING below), `bento_model`, and the secrets `log_key` (the
 HMAC-SHA256 key that pseudonymises user ids in the logs) and `admin_token` (bearer token of
-POST /admin/reload): unset, each is generated once for this install (`recsys.keys`). The
-service refuses a key under 32 bytes and a non-loopback interface without an explicit token.
+POST /admin/reload and /admin/forget): unset, each is generated once for this install
+(`recsys.keys`). The service refuses a key under 32 bytes and a non-loopback interface without
+an explicit token.
+
+Forgotten users (recsys.privacy): each worker stats the tombstone file on every request. When
+an erasure replaces it, the worker re-reads the hashes, from then on answers those users with
+the popularity fallback and logs their requests without an id, and reloads the store's newest
+model if it changed (the erasure replaces the file again once the champion without them is
+exported). So an erasure reaches every worker at its next request, whichever process ran it.
+POST /admin/forget lists the user, answers 202, and runs the rest of the erasure in this worker.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import bentoml
 import faiss
@@ -31,6 +39,7 @@ from bentoml.exceptions import NotFound
 from pydantic import Field
 
 from recsys import keys
+from recsys.data.tombstones import TombstoneWatch
 from recsys.schemas import (
     DEFAULT_K,
     MAX_BATCH,
@@ -47,6 +56,9 @@ from recsys.schemas import (
 from recsys.serving.http import RequestGuard, admin_app
 from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
+
+if TYPE_CHECKING:
+    from recsys.privacy import Erasure
 
 SETTINGS = get_settings()
 EXPORT_PATH = Path("mlflow_model") / "artifacts" / "export"
@@ -131,6 +143,8 @@ class RecsysService:
         self.log = RequestLog(log)
         self.events = RequestLog(log.with_name("events.jsonl"))
         self._reload_lock = asyncio.Lock()
+        self.tombstones = TombstoneWatch(settings)
+        self._swaps: set[asyncio.Task] = set()  # reloads started by an erasure, held until done
         # Everything loaded so far (libraries, the model's id dicts) lives as long as the
         # process: freezing it spares every full collection a walk over all of it. Full
         # collections under load found no garbage (collected=0) yet paused the event loop
@@ -143,13 +157,54 @@ class RecsysService:
         self.log.close()
         self.events.close()
 
-    async def reload(self) -> ServingModel:
-        """Load the newest model of the store off the event loop, then swap it in at once."""
+    async def reload(self, if_newer: bool = False) -> ServingModel:
+        """Load the newest model of the store off the event loop, then swap it in at once.
+
+        With `if_newer`, a store whose newest model is the one serving loads nothing.
+        """
         async with self._reload_lock:
             name = self.bento_model.tag.name
-            latest = await asyncio.to_thread(lambda: load_serving(bentoml.models.get(f"{name}:latest")))
-            self.current = latest
-        return latest
+            stored = await asyncio.to_thread(bentoml.models.get, f"{name}:latest")
+            if not (if_newer and str(stored.tag) == self.current.info.get("bento_tag")):
+                self.current = await asyncio.to_thread(load_serving, stored)
+        return self.current
+
+    def _forgotten(self, user_id: str) -> bool:
+        """Whether `user_id` was erased; a replaced tombstone file also starts a swap to the newest model."""
+        if self.tombstones.changed():
+            swap = asyncio.get_running_loop().create_task(self._swap_after_erasure())
+            self._swaps.add(swap)
+            swap.add_done_callback(self._swaps.discard)
+        return user_id in self.tombstones.current
+
+    async def _swap_after_erasure(self) -> None:
+        try:
+            await self.reload(if_newer=True)
+        except Exception as exc:  # the old model keeps serving; forgotten users still get the fallback
+            print(f"recsys: reload after an erasure failed, still serving {self.current.version}: {exc!r}", flush=True)
+
+    async def forget(self, user_id: str) -> str:
+        """List `user_id` as forgotten now, erase the rest in the background; return the audit hash.
+
+        Every worker answers them with the fallback from its next request on. The erasure of
+        stores, logs and models takes seconds (longer than the request timeout), so it runs
+        after the answer, here, and its outcome is the line it adds to the audit log.
+        """
+        subject = await asyncio.to_thread(_tombstone, user_id)
+        erasing = asyncio.get_running_loop().create_task(self._erase(user_id))
+        self._swaps.add(erasing)
+        erasing.add_done_callback(self._swaps.discard)
+        return subject
+
+    async def _erase(self, user_id: str) -> None:
+        try:
+            erasure = await asyncio.to_thread(_forget, user_id)
+            self.tombstones.changed()
+            await self.reload(if_newer=True)
+        except Exception as exc:  # listed already: they get the fallback; a second call finishes the job
+            print(f"recsys: erasure failed (run it again): {exc!r}", flush=True)
+        else:
+            print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
     def _answer(self, state: ServingModel, q: Query, rec: Recommendation, timestamp: str | None, cpu_s: float) -> RecommendResponse:
         """The response, logged before it is returned: an answered request is a logged one."""
@@ -169,7 +224,7 @@ class RecsysService:
                 "request_id": response.request_id,
                 "served_at": now(),
                 "event_time": timestamp,
-                "user_id": pseudonymise(q.user_id, self.log_key),
+                "user_id": None if q.forgotten else pseudonymise(q.user_id, self.log_key),
                 "k": q.k,
                 "exclude_seen": q.exclude_seen,
                 "items": [i for i, _ in rec.items],
@@ -194,7 +249,7 @@ class RecsysService:
     ) -> RecommendResponse:
         """Top-k items for a user; unknown users get the most popular items (fallback=true)."""
         start = time.thread_time()
-        state, q = self.current, Query(user_id, k, exclude_seen, explain)
+        state, q = self.current, Query(user_id, k, exclude_seen, explain, self._forgotten(user_id))
         rec = state.recommend([q])[0]
         response = self._answer(state, q, rec, timestamp, time.thread_time() - start)
         _count("recommend", time.thread_time() - start, 1)
@@ -207,7 +262,7 @@ class RecsysService:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
         start = time.thread_time()
         state = self.current
-        queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain) for r in requests]
+        queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain, self._forgotten(r.user_id)) for r in requests]
         recs = state.recommend(queries)
         share = (time.thread_time() - start) / len(queries)  # one search for the batch: an equal share each
         responses = [self._answer(state, q, rec, r.timestamp, share) for q, rec, r in zip(queries, recs, requests)]
@@ -240,9 +295,21 @@ class RecsysService:
         """Record what the user did with a recommended item (joined to the answer by request_id)."""
         response = FeedbackResponse(request_id=new_request_id(), accepted=True, model_version=self.current.version)
         self.events.append({"kind": "feedback", "request_id": response.request_id, "served_at": now(),
-                            "user_id": pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
+                            "user_id": None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
                             "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
         return response
+
+
+def _tombstone(user_id: str) -> str:
+    from recsys.privacy import tombstone  # MLflow and friends load on the first erasure, not at start
+
+    return tombstone(get_settings(), user_id)
+
+
+def _forget(user_id: str) -> Erasure:
+    from recsys.privacy import forget
+
+    return forget(get_settings(), user_id)
 
 
 def _count(endpoint: str, cpu_s: float, users: int) -> None:

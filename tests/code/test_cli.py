@@ -9,7 +9,7 @@ from recsys.cli import app
 from recsys.settings import Settings, get_settings
 from tests.conftest import free_port
 
-COMMANDS = ["demo", "up", "down", "status", "synth", "train", "promote", "serve", "monitor", "simulate"]
+COMMANDS = ["demo", "up", "down", "status", "synth", "train", "promote", "serve", "monitor", "simulate", "forget"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -37,7 +37,7 @@ def test_status_says_down_and_fails_when_nothing_runs(settings: Settings, monkey
     cells = [line.split("│") for line in result.output.splitlines() if line.startswith("│")]
     state = {row[1].strip(): row[2].strip() for row in cells if len(row) > 2 and row[1].strip()}
     assert result.exit_code == 1 and all(state[s] == "down" for s in ("prefect", "mlflow", "evidently", "runner", "bentoml")), state
-    assert "log-key:" in result.output and "admin-token:" in result.output  # where this install's secrets are
+    assert all(f"{name}:" in result.output for name in ("log-key", "admin-token", "audit-key"))  # where this install's secrets are
 
 
 def test_synth_writes_a_store_that_is_a_dataset_name(tmp_path) -> None:

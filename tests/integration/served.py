@@ -36,8 +36,8 @@ Publish = Callable[[Settings, Dataset, Split], None]
 
 
 @contextmanager
-def served_champion(home: Path, publish: Publish, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
-    """Settings rooted at `home`, a champion `publish`ed from synthetic data, served until exit.
+def served_champion(home: Path, publish: Publish, extra_env: dict[str, str] | None = None, data: Dataset | None = None) -> Iterator[Served]:
+    """Settings rooted at `home`, a champion `publish`ed from `data` (default: synthetic), served until exit.
 
     `extra_env` goes to the server process only (the admin token, say), so a test can also
     check the service with it unset.
@@ -50,7 +50,7 @@ def served_champion(home: Path, publish: Publish, extra_env: dict[str, str] | No
             mp.setenv(f"RECSYS_{name.upper()}", str(value))
         get_settings.cache_clear()
         settings = get_settings()
-        data = make_synthetic()
+        data = data if data is not None else make_synthetic()
         split = temporal_user_split(data.interactions)
         publish(settings, data, split)
         spec = platform.bentoml_server(settings)

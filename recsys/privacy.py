@@ -1,0 +1,223 @@
+"""Forget a user (GDPR erasure): their data leaves every place this install keeps it, provably.
+
+`forget(settings, user_id)` is the one procedure behind `recsys forget USER_ID` and the
+service's `POST /admin/forget`. In order, under one lock (two erasures never interleave):
+
+1. the user's keyed hash joins the tombstones (recsys.data.tombstones): from here on no load
+   (the read-only Online Retail copy included) returns their rows, and every service worker,
+   at its next request, answers them with the popularity fallback and logs them without an id;
+2. their rows leave every dataset store under `RECSYS_HOME/datasets` (recsys.data.store);
+3. their lines leave the request and feedback logs, found by their log pseudonym;
+4. the champion's user vectors, less theirs, are registered as a new model version (tagged
+   `erasure=<hash>`), checked for ANN recall, exported to BentoML and made champion, with no
+   retraining; every model folder already stored (MLflow artifacts and the BentoML store under
+   `RECSYS_HOME`) is rewritten without them: vector, seen items, input examples, pickles, and
+   the Keras files that hold their row are deleted;
+5. the tombstone file is replaced once more, so every worker swaps to the new champion;
+6. one line goes to the audit log: when, what was removed where, the model version, under
+   the audit key's hash of the id (recsys.keys): never the id, never its log pseudonym, so
+   the entry proves the erasure to whoever knows the id, and joins nothing in the logs.
+
+Forgetting is idempotent: a second run for the same id removes whatever came back (a
+training run that logged its model while the first erasure ran) and audits zeros otherwise.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cloudpickle
+import mlflow
+import yaml
+from mlflow import MlflowClient
+
+from recsys import keys, registry
+from recsys.data import store, tombstones
+from recsys.models.base import EmbeddingModel
+from recsys.serving import index
+from recsys.serving.logic import drop_lines, pseudonymise
+from recsys.settings import Settings
+
+ARRAYS = Path("artifacts") / registry.EXPORT_ARTIFACT / "arrays.npz"  # within an MLflow model folder
+EXAMPLES = ("input_example.json", "serving_input_example.json")
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What one erasure removed, where, and the model version it made champion."""
+
+    subject: str  # the audit key's HMAC of the id: how the audit log names the user
+    at: str
+    store_rows: int  # interactions deleted from the dataset stores
+    request_log_lines: int
+    event_log_lines: int  # feedback lines of the events log
+    model_vectors: int  # user vectors dropped from the champion (0 when it had none for them)
+    model_files: int  # stored model files rewritten or deleted (MLflow artifacts, BentoML store)
+    model_version: str | None  # the champion registered without them; None when none was needed
+    previous_champion: str | None
+    notes: list[str] = field(default_factory=list)  # what was skipped, and why
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tombstone(settings: Settings, user_id: str) -> str:
+    """Step 1 alone, in milliseconds: list the user, so every load and every worker forgets them now.
+
+    Returns the audit hash. The service calls it before answering POST /admin/forget and
+    leaves the rest of `forget` to run after the answer.
+    """
+    subject = tombstones.subject_hash(user_id, keys.audit_key(settings))
+    tombstones.add(tombstones.path_of(settings), subject)
+    return subject
+
+
+def forget(settings: Settings, user_id: str) -> Erasure:
+    """Erase `user_id` from data, logs and models (module docstring); audit it; return the counts."""
+    pseudonym = pseudonymise(user_id, keys.log_key(settings)).encode()
+    with _exclusive(settings.privacy_dir / "erasure.lock"):
+        subject = tombstone(settings, user_id)
+        rows = sum(store.remove_users(root, {user_id}) for root in _stores(settings))
+        requests = drop_lines(settings.request_log, pseudonym)
+        events = drop_lines(settings.events_log, pseudonym)
+        notes: list[str] = []
+        version, previous, vectors = _champion_without(settings, user_id, subject, notes)
+        files = sum(_scrub_model_folder(folder, user_id) for folder in _model_folders(settings))
+        if settings.mlflow_artifacts_destination:
+            notes.append(f"artifacts under {settings.mlflow_artifacts_destination} are outside RECSYS_HOME and were not rewritten")
+        tombstones.add(tombstones.path_of(settings))  # a new file: every worker swaps to the new champion
+        erasure = Erasure(subject, datetime.now(UTC).isoformat(), rows, requests, events, vectors, files, version, previous, notes)
+        _audit(settings.audit_log, erasure)
+    return erasure
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `lock` (made on first use): erasures run one at a time."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stores(settings: Settings) -> list[Path]:
+    """The dataset stores of this install, and the configured dataset when it is a store."""
+    found = [p for p in sorted(settings.datasets_dir.glob("*")) if store.is_store(p)]
+    configured = Path(settings.dataset)
+    if store.is_store(configured) and configured.resolve() not in {p.resolve() for p in found}:
+        found.append(configured)
+    return found
+
+
+def _champion_without(settings: Settings, user_id: str, subject: str, notes: list[str]) -> tuple[str | None, str | None, int]:
+    """Register the champion less `user_id` as a new version and promote it: (version, previous, vectors dropped)."""
+    registry.configure(settings)
+    previous = registry.champion(settings)
+    if previous is None:
+        notes.append("no champion yet: no model version registered")
+        return None, None, 0
+    model = registry.load_version(settings, previous)
+    if user_id not in model.user_index:
+        notes.append(f"champion version {previous} has no vector for them: no model version registered")
+        return None, previous, 0
+    scrubbed = model.without_users({user_id})
+    lineage = {"erasure": subject, "derived_from_version": previous}
+    with mlflow.start_run(run_name=f"erasure-{subject[:12]}") as run:
+        mlflow.set_tags({"model_family": "erasure", **lineage})
+        uri = registry.log_model(scrubbed)
+    tags = MlflowClient().get_model_version(settings.registered_model, previous).tags
+    version = registry.register(uri, settings, run.info.run_id, {**{k: v for k, v in tags.items() if k != "run_id"}, **lineage})
+    ann, report = index.build_checked(scrubbed.item_vectors, scrubbed.user_vectors)  # items unchanged: it passes as before
+    if not report.passed:
+        ann, report = None, None  # served by exact search rather than not at all
+        notes.append(f"ANN recall below {index.MIN_RECALL}: version {version} is served by exact search")
+    registry.export_to_bentoml(settings, version, scrubbed, ann, report)
+    registry.set_champion(settings, version)
+    return version, previous, 1
+
+
+def _model_folders(settings: Settings) -> list[Path]:
+    """Every MLflow model folder stored under RECSYS_HOME: MLflow's local artifacts and BentoML's copies."""
+    roots = [settings.artifacts_dir, settings.bentoml_home / "models"]
+    return sorted(mlmodel.parent for root in roots if root.is_dir() for mlmodel in root.rglob("MLmodel"))
+
+
+def _scrub_model_folder(folder: Path, user_id: str) -> int:
+    """Rewrite one stored model without `user_id`; return the files rewritten or deleted.
+
+    The arrays lose the user's vector and seen items; the input examples name another user;
+    a pickle of the pyfunc that kept the loaded model (recsys.registry before this fix) is
+    replaced by a bare one; Keras files beside the arrays hold the user's row under an index
+    only the old vocabulary explains and nothing serves from them, so they are deleted.
+    """
+    arrays = folder / ARRAYS
+    if not arrays.is_file():
+        return 0
+    model = EmbeddingModel.load(arrays.parent)
+    changed = 0
+    if user_id in model.user_index:
+        scrubbed = model.without_users({user_id})
+        building = scrubbed.save(arrays.parent / ".erasing")
+        os.replace(building / arrays.name, arrays)
+        shutil.rmtree(building)
+        changed += 1
+        for extra in sorted((folder / "artifacts").iterdir()):
+            if extra.name != registry.EXPORT_ARTIFACT:
+                shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
+                changed += 1
+        model = scrubbed
+    other = str(model.user_ids[0]) if len(model.user_ids) else "unknown-user"
+    for name in EXAMPLES:
+        path = folder / name
+        if path.is_file() and json.dumps(user_id) in (text := path.read_text()):
+            _replace(path, text.replace(json.dumps(user_id), json.dumps(other)).encode())
+            changed += 1
+    pickle, bare = folder / "python_model.pkl", cloudpickle.dumps(registry.RecsysPyfunc())
+    if pickle.is_file() and (data := pickle.read_bytes()) != bare and _mentions(data, user_id):
+        _replace(pickle, bare)
+        changed += 1
+    info = folder.parent / "model.yaml"  # a BentoML model's metadata names an example user
+    if folder.name == "mlflow_model" and info.is_file():
+        meta = yaml.safe_load(info.read_text())
+        if meta.get("metadata", {}).get("example_user_id") == user_id:
+            meta["metadata"]["example_user_id"] = other
+            _replace(info, yaml.safe_dump(meta, sort_keys=False).encode())
+            changed += 1
+    return changed
+
+
+def _mentions(data: bytes, user_id: str) -> bool:
+    """Whether `data` holds the id as UTF-8 (pickled str) or UTF-32 (numpy's str arrays)."""
+    return any(user_id.encode(encoding) in data for encoding in ("utf-8", "utf-32-le"))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.erasing")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _audit(log: Path, erasure: Erasure) -> None:
+    """Append the erasure as one JSON line (one O_APPEND write), readable by the owner only."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "at": erasure.at, "subject": erasure.subject,
+        "removed": {k: getattr(erasure, k) for k in ("store_rows", "request_log_lines", "event_log_lines", "model_vectors", "model_files")},
+        "model_version": erasure.model_version, "previous_champion": erasure.previous_champion, "notes": erasure.notes,
+    }  # fmt: skip
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
