@@ -3,7 +3,7 @@
 `forget(settings, user_id)` is the one procedure behind `recsys forget USER_ID` and the
 service's `POST /admin/forget`. In order, under one lock (two erasures never interleave):
 
-1. the user's keyed hash joins the tombstones (recsys.data.tombstones): from here on no load
+1. the user's keyed hash joins the tombstones (recsys.tombstones): from here on no load
    (the read-only Online Retail copy included) returns their rows, and every service worker,
    at its next request, answers them with the popularity fallback and logs them without an id;
 2. their rows leave every dataset store under `RECSYS_HOME/datasets` (recsys.data.store);
@@ -39,8 +39,8 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 
-from recsys import keys, registry
-from recsys.data import store, tombstones
+from recsys import keys, registry, tombstones
+from recsys.data import store
 from recsys.models.base import EmbeddingModel
 from recsys.serving import index
 from recsys.serving.logic import drop_lines, pseudonymise
@@ -69,22 +69,11 @@ class Erasure:
         return asdict(self)
 
 
-def tombstone(settings: Settings, user_id: str) -> str:
-    """Step 1 alone, in milliseconds: list the user, so every load and every worker forgets them now.
-
-    Returns the audit hash. The service calls it before answering POST /admin/forget and
-    leaves the rest of `forget` to run after the answer.
-    """
-    subject = tombstones.subject_hash(user_id, keys.audit_key(settings))
-    tombstones.add(tombstones.path_of(settings), subject)
-    return subject
-
-
 def forget(settings: Settings, user_id: str) -> Erasure:
     """Erase `user_id` from data, logs and models (module docstring); audit it; return the counts."""
     pseudonym = pseudonymise(user_id, keys.log_key(settings)).encode()
     with _exclusive(settings.privacy_dir / "erasure.lock"):
-        subject = tombstone(settings, user_id)
+        subject = tombstones.bury(settings, user_id)
         rows = sum(store.remove_users(root, {user_id}) for root in _stores(settings))
         requests = drop_lines(settings.request_log, pseudonym)
         events = drop_lines(settings.events_log, pseudonym)

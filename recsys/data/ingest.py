@@ -25,7 +25,6 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data import store
-from recsys.data.tombstones import Tombstones
 from recsys.schemas import (
     CATEGORY_COL,
     EVENT_COL,
@@ -39,6 +38,7 @@ from recsys.schemas import (
     WEIGHT_COL,
 )
 from recsys.settings import get_settings
+from recsys.tombstones import Tombstones
 
 BUNDLED_ONLINE_RETAIL = Path(__file__).with_name("online_retail.parquet")
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
@@ -218,7 +218,7 @@ def load_dataset(name: str, data_dir: Path | None = None, until: str | None = No
     partitioned by month) is read with the time filter pushed down to the files.
 
     Users who were forgotten (`forgotten`, by default this install's tombstones: see
-    recsys.data.tombstones) are dropped here, so no training, evaluation or monitoring
+    recsys.tombstones) are dropped here, so no training, evaluation or monitoring
     load brings them back, whichever source still holds them.
     """
     forgotten = forgotten if forgotten is not None else Tombstones.of(get_settings())
@@ -272,7 +272,7 @@ def as_store(name: str, data_dir: Path | None, stores_dir: Path) -> store.Snapsh
     nothing half-written), and every later task reads its Parquet instead of cleaning the
     publisher's files again. A plain .csv/.parquet file has no store (None): it is read whole,
     so a malformed file still reaches the validation gate as it is. To re-ingest after a change
-    to the cleaning rules, delete the folder. Forgotten users (recsys.data.tombstones) never
+    to the cleaning rules, delete the folder. Forgotten users (recsys.tombstones) never
     enter the store.
     """
     path = Path(name)

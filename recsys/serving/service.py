@@ -38,8 +38,7 @@ import faiss
 from bentoml.exceptions import NotFound
 from pydantic import Field
 
-from recsys import keys
-from recsys.data.tombstones import TombstoneWatch
+from recsys import keys, tombstones
 from recsys.schemas import (
     DEFAULT_K,
     MAX_BATCH,
@@ -56,6 +55,7 @@ from recsys.schemas import (
 from recsys.serving.http import RequestGuard, admin_app
 from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
+from recsys.tombstones import TombstoneWatch
 
 if TYPE_CHECKING:
     from recsys.privacy import Erasure
@@ -190,7 +190,7 @@ class RecsysService:
         stores, logs and models takes seconds (longer than the request timeout), so it runs
         after the answer, here, and its outcome is the line it adds to the audit log.
         """
-        subject = await asyncio.to_thread(_tombstone, user_id)
+        subject = await asyncio.to_thread(tombstones.bury, get_settings(), user_id)
         erasing = asyncio.get_running_loop().create_task(self._erase(user_id))
         self._swaps.add(erasing)
         erasing.add_done_callback(self._swaps.discard)
@@ -298,12 +298,6 @@ class RecsysService:
                             "user_id": None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
                             "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
         return response
-
-
-def _tombstone(user_id: str) -> str:
-    from recsys.privacy import tombstone  # MLflow and friends load on the first erasure, not at start
-
-    return tombstone(get_settings(), user_id)
 
 
 def _forget(user_id: str) -> Erasure:

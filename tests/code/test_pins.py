@@ -30,3 +30,21 @@ def test_exact_pins_agree_with_the_lock() -> None:
         assert not wrong, f"{source} pins differ from requirements.lock: {wrong}"
     unpinned = [_name(r) for r in declared if _name(r) not in lock]
     assert not unpinned, f"declared but not in requirements.lock: {unpinned}"
+
+
+def test_the_bento_ships_every_project_module_the_service_imports() -> None:
+    """`bentoml build` packs only bentofile's `include`: a module the service imports at start must be in it."""
+    import fnmatch
+    import subprocess
+    import sys
+
+    code = "import sys, recsys.serving.service; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'recsys')))"
+    modules = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    def source(module: str) -> str:
+        path = Path(*module.split("."))
+        return str(path.with_suffix(".py")) if (REPO / path.with_suffix(".py")).exists() else str(path / "__init__.py")
+
+    paths = [source(m) for m in modules]
+    include = yaml.safe_load((REPO / "bentofile.yaml").read_text())["include"]
+    missing = [p for p in paths if not any(fnmatch.fnmatch(p, pattern) for pattern in include)]
+    assert "recsys/serving/service.py" in paths and not missing, missing

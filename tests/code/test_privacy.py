@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from recsys import keys
+from recsys import keys, tombstones
 from recsys.cli import app
-from recsys.data import store, tombstones
+from recsys.data import store
 from recsys.data.ingest import load_dataset
 from recsys.data.synthetic import make_synthetic
 from recsys.models.base import EmbeddingModel

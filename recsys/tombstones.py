@@ -68,6 +68,18 @@ def add(path: Path, *hashes: str) -> None:
         os.close(fd)
 
 
+def bury(settings: Settings, user_id: str) -> str:
+    """List `user_id` as forgotten, in milliseconds: every load and every worker forgets them now.
+
+    Returns the audit hash. The service calls it before answering POST /admin/forget (it needs
+    neither MLflow nor the data stores) and leaves the rest of the erasure (recsys.privacy)
+    to run after the answer.
+    """
+    subject = subject_hash(user_id, audit_key(settings))
+    add(path_of(settings), subject)
+    return subject
+
+
 @dataclass(frozen=True)
 class Tombstones:
     """The forgotten users of an install, checked by hashing a candidate id with the audit key."""
