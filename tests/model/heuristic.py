@@ -1,9 +1,14 @@
-"""The bar a learned model must clear on the synthetic data: popular items in the user's own categories.
+"""Quality floors per family on the synthetic shop, and the rule that shows what is reachable there.
 
-The synthetic users have planted category tastes (recsys.data.synthetic), so a rule that ranks
-each user's most-bought categories' most popular items already beats global popularity by
-far. A model that only clears popularity may have lost half of what it learned; one that
-clears this rule has learned more than which categories a user buys.
+The synthetic users buy an item with probability popularity × (0.95 in their two taste
+categories, 0.05 elsewhere) (recsys.data.synthetic). `category_popularity` ranks by exactly
+that rule, with each user's category shares estimated from their training events: it is the
+generator's own ranking, so no model can beat it by more than noise, and it sets the scale.
+On the test fixture (seed 0), NDCG@10 over popularity's (0.081): this rule 2.61, EASE 2.24,
+item-kNN 2.36, two-tower 2.34, iALS 1.96, sequence two-tower 1.89 (72-91% of the rule; seeds
+1-3 gave the same order, within 0.25). The floors sit about 10% under each family's
+measured value, so a family that loses a fifth of its lift fails; the old shared floor
+(1.2-1.3× popularity) passed a model that had lost half of it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import pandas as pd
 
 from recsys.models.base import EmbeddingModel, build_seen, item_popularity, vocabularies
 from recsys.schemas import CATEGORY_COL, ITEM_COL, USER_COL
+
+#: NDCG@10 over popularity's that each family must reach with the tests' small settings.
+FLOORS = {"ease": 2.0, "item_knn": 2.1, "two_tower": 2.1, "ials": 1.75, "seq_two_tower": 1.7}
 
 
 def category_popularity(train: pd.DataFrame, items: pd.DataFrame) -> EmbeddingModel:
