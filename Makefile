@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint clean up down loop test-browser test-infra browser-deps java-deps
+.PHONY: install lock demo test test-fast lint clean up down loop test-browser test-infra browser-deps java-deps
 
 install: $(STAMP)
 
@@ -16,6 +16,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+# requirements.lock from pyproject.toml (the project's dependencies and its test extra), resolved by
+# uv for Python 3.11. uv keeps the versions already in the lock; `make lock UPGRADE=--upgrade`
+# moves every unpinned package to its newest release. bentofile.yaml's pins must then follow
+# (tests/code/test_pins.py says which differ).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra test --python-version 3.11 --no-header $(UPGRADE) -o requirements.lock
 
 demo: install
 	$(BIN)/recsys demo
@@ -35,11 +42,12 @@ test: install browser-deps java-deps
 test-fast: install
 	$(BIN)/python -m pytest tests/code tests/data tests/model
 
-# ruff over the whole tree and the import-linter layer contracts, both configured in pyproject.toml
-# (CI runs it after the tests).
+# ruff over the whole tree and the import-linter layer contracts, both configured in pyproject.toml,
+# and the dependency checks (declared = imported, pins = lock) (CI runs it after the tests).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/code/test_pins.py
 
 # Every UI on 127.0.0.1 (Prefect, MLflow, BentoML, Evidently) and the flow runner; `make down` stops them.
 up: install
