@@ -24,6 +24,11 @@ from flows.validate import validate
 from recsys.settings import Settings, get_settings
 
 RETRAIN_TRIGGER = DeploymentEventTrigger(
+    name="Retrain on drift",
+    description=(
+        f"When the monitor emits {DRIFT_EVENT} (drift or an online hit-rate drop that no guardrail held back), "
+        "run the pipeline on the data up to the window's end: GX gate, train, bless, promote."
+    ),
     expect={DRIFT_EVENT},
     match={"prefect.resource.id": "recsys.model.*"},
     parameters={
