@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -22,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsys import keys, platform
+from recsys import homes, keys, platform
 from recsys.settings import Settings, get_settings
 
 app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).", no_args_is_help=True)
@@ -61,6 +62,14 @@ def use_platform(settings: Settings) -> Settings:
     return get_settings()
 
 
+def claim(settings: Settings, server_specs: list[platform.ServerSpec]) -> None:
+    """Stop with the holder's name (and how to stop it) unless every port these servers need is this home's."""
+    try:
+        platform.claim_ports(server_specs, settings)
+    except platform.PortTaken as taken:
+        fail(str(taken))
+
+
 def _demo_env() -> dict[str, str]:
     settings = get_settings()
     env = {**os.environ, **platform.server_env(settings)}
@@ -73,6 +82,8 @@ def _demo_env() -> dict[str, str]:
 @app.command()
 def demo() -> None:
     """Run the whole loop on Online Retail with local servers, and print where to look."""
+    settings = get_settings()
+    claim(settings, [platform.prefect_server(settings), platform.mlflow_server(settings), platform.bentoml_server(settings)])
     raise typer.Exit(subprocess.call([sys.executable, "-m", "flows.demo"], env=_demo_env()))
 
 
@@ -108,12 +119,19 @@ def up(
 
 
 @app.command()
-def down() -> None:
-    """Stop every server that `recsys up` or `recsys demo` started (and nothing else)."""
-    stopped = platform.down(get_settings())
-    for name in stopped:
-        console.print(f"stopped {name}")
-    if not stopped:
+def down(
+    home: Annotated[Path | None, typer.Option(help="Stop only the servers of this RECSYS_HOME (default: of every home)")] = None,
+) -> None:
+    """Stop every server that recsys started (`up`, `demo`, `loop`), under any home, and nothing else."""
+    settings = get_settings()
+    if home is None:
+        stopped = platform.down_all(settings)
+    else:
+        stopped = {home.resolve(): platform.down(homes.rooted(settings, home.resolve()))}
+    for where, names in stopped.items():
+        if names:
+            console.print(f"stopped {', '.join(names)} of {where}")
+    if not any(stopped.values()):
         console.print("nothing to stop")
 
 
@@ -128,6 +146,9 @@ def show_status(settings: Settings) -> bool:
         pid = platform.running_pid(settings, spec.name)
         table.add_row(spec.name, "[green]up[/]" if up_now else "[red]down[/]", str(pid or "-"), platform.log_path(settings, spec.name).name, spec.url)
     console.print(table)
+    for spec in platform.specs(settings):
+        if conflict := platform.port_conflict(spec, settings):
+            console.print(f"[yellow]note:[/] {conflict}")
     docs = settings.gx_dir.resolve() / "index.html"
     console.print(f"GX data docs: {docs.as_uri() if docs.exists() else 'none yet (written by the validate flow)'}")
     for name, configured in ((keys.LOG_KEY, settings.log_key), (keys.ADMIN_TOKEN, settings.admin_token)):
@@ -299,16 +320,15 @@ def loop(
     """Run the drift scenario on real data: calm windows, a shift, detection, retrain, recovery.
 
     It keeps its state in `<home>/loop` (its own MLflow, Prefect and registry) and wipes it first,
-    so its figures never mix with the demo's or an earlier loop's; its servers use the configured ports.
+    so its figures never mix with the demo's or an earlier loop's; its servers use the configured ports
+    and stay up when it ends (for the UIs): `recsys down` stops them, from any home.
     """
     settings = get_settings()
     home = (settings.home / "loop").resolve()
     os.environ["RECSYS_HOME"] = str(home)
     get_settings.cache_clear()
     loop_settings = get_settings()
-    for spec in (platform.prefect_server(loop_settings), platform.mlflow_server(loop_settings)):
-        if platform.is_healthy(spec.health_url) and platform.running_pid(loop_settings, spec.name) is None:
-            fail(f"{SERVER_NAMES[spec.name]} of another state folder answers at {spec.url}; stop it with `recsys down` first")
+    claim(loop_settings, [platform.prefect_server(loop_settings), platform.mlflow_server(loop_settings), platform.bentoml_server(loop_settings)])
     for name in ("bentoml", "runner", "mlflow", "prefect"):  # a fresh start: servers, registry, logs
         platform.stop(name, loop_settings)
     shutil.rmtree(home, ignore_errors=True)
