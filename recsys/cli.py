@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsys import homes, keys, platform
+from recsys import keys, platform
 from recsys.settings import Settings, get_settings
 
 app = typer.Typer(help="recsys: an MLOps-managed recommender (Prefect, GX, Keras, MLflow, BentoML, Evidently).", no_args_is_help=True)
@@ -106,7 +106,7 @@ def up(
             report = platform.up(settings, step, train_first)
         except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
             fail(str(error))
-    console.print(f"platform up in {report.seconds:.0f}s; logs and pids in {settings.run_dir}")
+    console.print(f"platform up in {report.seconds:.0f}s; logs in {settings.run_dir}")
     show_status(settings)
     if report.champion is None and report.trained_first:
         console.print(
@@ -127,7 +127,7 @@ def down(
     if home is None:
         stopped = platform.down_all(settings)
     else:
-        stopped = {home.resolve(): platform.down(homes.rooted(settings, home.resolve()))}
+        stopped = {home.resolve(): platform.down(settings.model_copy(update={"home": home.resolve()}))}
     for where, names in stopped.items():
         if names:
             console.print(f"stopped {', '.join(names)} of {where}")
@@ -137,7 +137,7 @@ def down(
 
 def show_status(settings: Settings) -> bool:
     """Print a table of the servers, their URLs and pids; True if all are up."""
-    table = Table("server", "state", "pid", "log", title=f"logs and pids in {settings.run_dir}")
+    table = Table("server", "state", "pid", "log", title=f"logs in {settings.run_dir}")
     table.add_column("open", overflow="fold")  # a URL is never cut short, whatever the width
     all_up = True
     for spec in platform.specs(settings):

@@ -1,9 +1,9 @@
 """Start, find and stop the local platform: Prefect, MLflow, Evidently, the flow runner, BentoML.
 
-Each server runs as its own process session with its log and pid file in the run folder
-(`settings.run_dir`, recsys.processes), so it outlives the command that started it and `stop`
-ends exactly what was started. Every home that starts a server is recorded per user
-(recsys.homes), so `down_all` stops the servers of every home, whichever home runs it.
+Each server runs as its own process session with its log in the run folder (`settings.run_dir`),
+so it outlives the command that started it. Each start is recorded per user, outside any home
+(recsys.processes): `stop` ends exactly what was started, and `down_all` stops the servers of
+every home, whichever home runs it.
 A server of this home that already answers is reused: running `up` twice starts no duplicates;
 a port held by another home's server, or by a process recsys did not start, is never adopted
 (`PortTaken` names the holder and how to stop it).
@@ -29,8 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from recsys import homes
-from recsys.processes import listeners, log_path, pid_file, running_pid, server_record, stop, write_record
+from recsys.processes import forget, listeners, log_path, recorded, running_pid, server_record, stop, write_record
 from recsys.settings import Settings
 
 #: The deployment whose registration shows that the flow runner has served its flows.
@@ -209,12 +208,12 @@ def port_conflict(spec: ServerSpec, settings: Settings) -> str | None:
     if spec.port is None or not _port_in_use(settings.host, spec.port):
         return None
     own = server_record(settings, spec.name)
-    if own is not None and own.port in (spec.port, None):
+    if own is not None and own.port == spec.port:
         return None
     what = f"{spec.title} port {settings.host}:{spec.port}"
-    if held := homes.holder(settings, spec.port):
-        home, name = held
-        return f"{what} is held by the {name} server of the recsys home {home}; stop it with `recsys down --home {home}`"
+    for held in recorded(settings):
+        if held.port == spec.port:
+            return f"{what} is held by the {held.name} server of the recsys home {held.home}; stop it with `recsys down --home {held.home}`"
     return f"{what} is held by a process recsys did not start{listeners(spec.port)}; stop it, or choose another port with {PORT_VARIABLES[spec.name]}"
 
 
@@ -238,7 +237,6 @@ def launch(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | Non
     with log_path(settings, spec.name).open("ab") as log:
         proc = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     write_record(settings, spec.name, proc, spec.port)
-    homes.record(settings)
     return proc
 
 
@@ -247,7 +245,7 @@ def wait_ready(spec: ServerSpec, settings: Settings, proc: subprocess.Popen) -> 
     if poll(lambda: is_up(spec, settings), spec.start_timeout, proc):
         return
     if proc.poll() is not None:
-        pid_file(settings, spec.name).unlink(missing_ok=True)
+        forget(settings, spec.name)
         raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {log_path(settings, spec.name)}")
     stop(spec.name, settings)
     raise TimeoutError(f"{spec.name} did not answer {spec.health_url} within {spec.start_timeout:.0f}s; see {log_path(settings, spec.name)}")
@@ -375,16 +373,14 @@ def up(settings: Settings, step: Step = lambda name, state: None, train_first: b
 
 def down(settings: Settings) -> list[str]:
     """Stop every server this tool started in `settings.home` (and only those), last started first."""
-    stopped = [spec.name for spec in reversed(specs(settings)) if stop(spec.name, settings)]
-    homes.forget(settings, settings.home)
-    return stopped
+    return [spec.name for spec in reversed(specs(settings)) if stop(spec.name, settings)]
 
 
 def down_all(settings: Settings) -> dict[Path, list[str]]:
-    """Stop the servers of every recorded home and of this one; per home, the servers stopped.
+    """Stop every recorded server, home by home; per home, the servers stopped.
 
-    Whatever started them (`up`, the demo, the loop under `<home>/loop`, a test), and whatever
-    home this command runs under.
+    Whatever started them (`up`, the demo, the loop under `<home>/loop`, a test), whatever home
+    this command runs under, and even if their home has since been deleted.
     """
-    everywhere = sorted({*homes.recorded(settings), settings.home.resolve()})
-    return {home: down(homes.rooted(settings, home)) for home in everywhere}
+    everywhere = sorted({Path(record.home) for record in recorded(settings)})
+    return {home: down(settings.model_copy(update={"home": home})) for home in everywhere}

@@ -1,17 +1,24 @@
-"""The processes this tool starts: their pid files, their identity, and how to stop them.
+"""The servers this tool starts: the per-user record of each, its identity, and how to stop it.
 
-A server's pid file (`settings.run_dir/<name>.pid`) holds its pid, its start time and the port
-it holds. The start time is its identity: once a process has exited the system may give its pid
-to another, and a pid whose process started at another time is never taken for the server nor
-signalled. Each server leads its own process session, so `stop` ends its whole process group.
+Each started server is recorded in `settings.servers_dir`, a per-user folder outside every home
+(one small file per home and server, so concurrent starts never overwrite each other): its home,
+pid, start time and port. The record lives outside the home so that a command run under any
+home finds it (the loop runs under `.recsys/loop`, a test under its tmp folder): `recsys down`
+stops every recorded server, `recsys up` names the home whose server holds a port it needs,
+and a server outlives the deletion of its home without being lost. The start time is the
+process's identity: once a process has exited the system may give its pid to another, and a
+pid whose process started at another time is never taken for the server nor signalled. Each
+server leads its own process session, so `stop` ends its whole process group.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,19 +30,23 @@ from recsys.settings import Settings
 
 @dataclass(frozen=True)
 class ServerRecord:
-    """What a pid file holds: the process, when it started (its identity) and the port it holds."""
+    """A started server: its home and name, the process, when it started (its identity), its port."""
 
+    home: str
+    name: str
     pid: int
-    started: float | None  # None in a pid file written before start times were kept
+    started: float
     port: int | None  # None: it holds no port of its own (the flow runner)
-
-
-def pid_file(settings: Settings, name: str) -> Path:
-    return settings.run_dir / f"{name}.pid"
 
 
 def log_path(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.log"
+
+
+def _record_file(settings: Settings, name: str) -> Path:
+    """Where server `name` of `settings.home` is recorded (named by a digest of the home's path)."""
+    digest = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:16]
+    return settings.servers_dir / f"{digest}-{name}.json"
 
 
 def reap(pid: int) -> None:
@@ -51,25 +62,26 @@ def alive(record: ServerRecord) -> bool:
     reap(record.pid)
     try:
         proc = psutil.Process(record.pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and (record.started is None or abs(proc.create_time() - record.started) < 0.01)
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - record.started) < 0.01
     except psutil.Error:
         return False
 
 
 def write_record(settings: Settings, name: str, proc: subprocess.Popen, port: int | None) -> None:
-    """Write the pid file of `proc`, just started as server `name`."""
-    record = ServerRecord(proc.pid, psutil.Process(proc.pid).create_time(), port)
-    pid_file(settings, name).write_text(json.dumps(asdict(record)))
+    """Record `proc`, just started as server `name` of `settings.home` (atomically: never half a file)."""
+    record = ServerRecord(str(settings.home.resolve()), name, proc.pid, psutil.Process(proc.pid).create_time(), port)
+    settings.servers_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=settings.servers_dir, suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        json.dump(asdict(record), out)
+    os.replace(tmp, _record_file(settings, name))
 
 
-def server_record(settings: Settings, name: str) -> ServerRecord | None:
-    """The record of server `name` started in `settings.home`, if it still runs (else its pid file goes)."""
-    path = pid_file(settings, name)
+def _read(path: Path) -> ServerRecord | None:
+    """The record in `path` if its server still runs; a record of an ended server is removed."""
     try:
-        data = json.loads(path.read_text())
-        data = {"pid": data} if isinstance(data, int) else data  # a plain pid: written by an earlier version
-        record = ServerRecord(int(data["pid"]), data.get("started"), data.get("port"))
-    except (OSError, ValueError, KeyError, TypeError):
+        record = ServerRecord(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
         record = None
     if record is not None and alive(record):
         return record
@@ -77,10 +89,25 @@ def server_record(settings: Settings, name: str) -> ServerRecord | None:
     return None
 
 
+def server_record(settings: Settings, name: str) -> ServerRecord | None:
+    """The record of server `name` of `settings.home`, if it still runs."""
+    return _read(_record_file(settings, name))
+
+
+def recorded(settings: Settings) -> list[ServerRecord]:
+    """Every recorded server that still runs, whatever its home."""
+    return [record for path in sorted(settings.servers_dir.glob("*.json")) if (record := _read(path))]
+
+
 def running_pid(settings: Settings, name: str) -> int | None:
     """The pid of a server this tool started and that is still alive, else None."""
     record = server_record(settings, name)
     return record.pid if record else None
+
+
+def forget(settings: Settings, name: str) -> None:
+    """Drop the record of server `name` of `settings.home` (it has exited)."""
+    _record_file(settings, name).unlink(missing_ok=True)
 
 
 def listeners(port: int) -> str:
@@ -107,5 +134,5 @@ def stop(name: str, settings: Settings, timeout: float = 20.0) -> bool:
             time.sleep(0.2)
     except ProcessLookupError:
         pass
-    pid_file(settings, name).unlink(missing_ok=True)
+    forget(settings, name)
     return True

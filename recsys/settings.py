@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     evidently_port: int = Field(default=8000, description="Evidently UI port")
     state_dir: Path | None = Field(
         default=None,
-        description="Per-user record of the homes running servers, read by `recsys down` (default: $XDG_STATE_HOME/recsys or ~/.local/state/recsys)",
+        description="Per-user record of the servers recsys started, under any home (default: $XDG_STATE_HOME/recsys or ~/.local/state/recsys)",
     )
     monitor_interval_minutes: float = Field(
         default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)"
@@ -190,10 +190,10 @@ class Settings(BaseSettings):
         return self.home / "run"
 
     @property
-    def homes_dir(self) -> Path:
-        """Where every home that starts a server is recorded: per user, outside any home (recsys.homes)."""
+    def servers_dir(self) -> Path:
+        """Where every started server is recorded: per user, outside any home (recsys.processes)."""
         state = self.state_dir or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "recsys"
-        return state / "homes"
+        return state / "servers"
 
 
 @lru_cache

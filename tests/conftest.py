@@ -29,8 +29,8 @@ def synthetic_split(synthetic: Dataset) -> Split:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_homes_record(tmp_path_factory: pytest.TempPathFactory):
-    """Record this session's homes apart from the user's, so no `recsys down` here stops another run's servers."""
+def private_server_records(tmp_path_factory: pytest.TempPathFactory):
+    """Record this session's servers apart from the user's, so no `recsys down` here stops another run's servers."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECSYS_STATE_DIR", str(tmp_path_factory.mktemp("state")))
         get_settings.cache_clear()

@@ -60,7 +60,7 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "RECSYS_MLFLOW_PORT": str(free_port()),
         "RECSYS_SERVE_PORT": str(free_port()),
         "RECSYS_EVIDENTLY_PORT": str(free_port()),
-        "RECSYS_STATE_DIR": os.environ["RECSYS_STATE_DIR"],  # this session's record of homes (tests/conftest.py)
+        "RECSYS_STATE_DIR": os.environ["RECSYS_STATE_DIR"],  # this session's record of servers (tests/conftest.py)
         **{f"RECSYS_{k.upper()}": str(v) for k, v in SMALL_TRAINING.items()},
         # The synthetic shop's planted signal is one the two-tower learns; untuned iALS loses to
         # popularity there, so the default first champion (iALS) would not be blessed.

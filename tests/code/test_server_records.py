@@ -1,40 +1,37 @@
-"""A pid file names one process: a pid the system has given to another process is never signalled."""
+"""A server record names one process: a pid the system has given to another process is never signalled."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
-import psutil
-
-from recsys import homes, processes
+from recsys import processes
 from recsys.settings import Settings
 
 
-def test_a_reused_pid_is_not_taken_for_the_recorded_server(settings: Settings) -> None:
+def test_a_reused_pid_is_not_taken_for_the_recorded_server(settings: Settings, tmp_path) -> None:
+    settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        started = psutil.Process(bystander.pid).create_time()
-        settings.run_dir.mkdir(parents=True)
-        pid_file = settings.run_dir / "mlflow.pid"
-        pid_file.write_text(json.dumps({"pid": bystander.pid, "started": started - 100, "port": settings.mlflow_port}))
-        assert processes.running_pid(settings, "mlflow") is None and not pid_file.exists()
-        pid_file.write_text(json.dumps({"pid": bystander.pid, "started": started - 100, "port": settings.mlflow_port}))
-        assert processes.stop("mlflow", settings) is False and bystander.poll() is None  # still running
-        pid_file.write_text(json.dumps({"pid": bystander.pid, "started": started, "port": settings.mlflow_port}))
-        assert processes.running_pid(settings, "mlflow") == bystander.pid
+        processes.write_record(settings, "mlflow", bystander, settings.mlflow_port)
+        (path,) = settings.servers_dir.glob("*.json")
+        record = processes.ServerRecord(**json.loads(path.read_text()))
+        assert record.home == str(settings.home.resolve()) and record.port == settings.mlflow_port
+        assert processes.running_pid(settings, "mlflow") == bystander.pid and processes.recorded(settings) == [record]
+        # The same pid, but a process that started at another time: the pid was given to another.
+        path.write_text(json.dumps(dataclasses.asdict(record) | {"started": record.started - 100}))
+        assert processes.stop("mlflow", settings) is False and bystander.poll() is None  # not signalled
+        assert not path.exists() and processes.recorded(settings) == []  # and the stale record is gone
     finally:
         bystander.kill()
         bystander.wait()
-    assert processes.running_pid(settings, "mlflow") is None
 
 
-def test_homes_are_recorded_once_each_and_forgotten(settings: Settings, tmp_path) -> None:
+def test_stop_ends_the_recorded_process_and_its_record(settings: Settings, tmp_path) -> None:
     settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
-    other = settings.model_copy(update={"home": tmp_path / "other"})
-    for each in (settings, other, settings):
-        homes.record(each)
-    assert homes.recorded(settings) == sorted([settings.home.resolve(), other.home.resolve()])
-    homes.forget(settings, other.home)
-    assert homes.recorded(settings) == [settings.home.resolve()]
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    processes.write_record(settings, "runner", server, None)
+    assert processes.stop("runner", settings) is True
+    assert server.poll() is not None and processes.running_pid(settings, "runner") is None and processes.recorded(settings) == []

@@ -1,12 +1,13 @@
 """What any home's `up` started, `recsys down` stops from any home; `up` never adopts another home's server.
 
 Home A runs a real MLflow server on a free port (as the loop's `.recsys/loop` does on :5000);
-the real CLI then runs as a child process under home B, with a record of homes private to the test.
+the real CLI then runs as a child process under home B, with a record of servers private to the test.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +28,7 @@ def _port_free(port: int) -> bool:
 
 
 def _cli(home: Path, state: Path, *args: str, **ports: int) -> subprocess.CompletedProcess[str]:
-    """`recsys <args>` under `home` with the test's record of homes, every port free unless given."""
+    """`recsys <args>` under `home` with the test's record of servers, every port free unless given."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PREFECT_", "MLFLOW_", "BENTOML_"))}
     env |= {"RECSYS_HOME": str(home), "RECSYS_STATE_DIR": str(state), "COLUMNS": "300"}
     env |= {f"RECSYS_{name.upper()}_PORT": str(ports.get(name) or free_port()) for name in ("prefect", "mlflow", "serve", "evidently")}
@@ -63,6 +64,7 @@ def test_up_under_another_home_names_the_holder_and_down_from_any_home_stops_it(
     assert elsewhere.returncode == 0 and elsewhere.stdout.strip() == "nothing to stop", elsewhere.stdout
     assert platform.running_pid(home_a, "mlflow") == pid
 
+    shutil.rmtree(home_a.home)  # a deleted home does not hide its servers from `down`
     stopped = _cli(home_b, state, "down")
     assert stopped.returncode == 0 and f"stopped mlflow of {holder}" in " ".join(stopped.stdout.split()), stopped.stdout
     assert platform.running_pid(home_a, "mlflow") is None
