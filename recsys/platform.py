@@ -232,6 +232,7 @@ def launch(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | Non
     claim_ports([spec], settings)
     if is_up(spec, settings):
         return None
+    stop(spec.name, settings)  # this home's own that is not up (on another port, hung): replaced, not left unrecorded
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **server_env(settings), **spec.env, **(extra_env or {})}
     with log_path(settings, spec.name).open("ab") as log:

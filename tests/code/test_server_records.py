@@ -7,8 +7,9 @@ import json
 import subprocess
 import sys
 
-from recsys import processes
+from recsys import platform, processes
 from recsys.settings import Settings
+from tests.conftest import free_port
 
 
 def test_a_reused_pid_is_not_taken_for_the_recorded_server(settings: Settings, tmp_path) -> None:
@@ -35,3 +36,17 @@ def test_stop_ends_the_recorded_process_and_its_record(settings: Settings, tmp_p
     processes.write_record(settings, "runner", server, None)
     assert processes.stop("runner", settings) is True
     assert server.poll() is not None and processes.running_pid(settings, "runner") is None and processes.recorded(settings) == []
+
+
+def test_a_start_replaces_this_homes_server_that_is_not_up_rather_than_lose_it(settings: Settings, tmp_path) -> None:
+    settings = settings.model_copy(update={"state_dir": tmp_path / "state"})
+    nowhere = f"http://127.0.0.1:{free_port()}/health"  # never answers: the server is not up
+    spec = platform.ServerSpec("runner", "a server", [sys.executable, "-c", "import time; time.sleep(60)"], nowhere, nowhere, platform.Liveness.PID_AND_HTTP)
+    first = platform.launch(spec, settings)
+    second = platform.launch(spec, settings)
+    try:
+        assert first.wait(timeout=30) is not None and second.poll() is None  # the first was stopped, not orphaned
+        assert [record.pid for record in processes.recorded(settings)] == [second.pid]
+    finally:
+        processes.stop("runner", settings)
+        second.wait()
