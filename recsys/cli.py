@@ -63,6 +63,14 @@ def use_platform(settings: Settings) -> Settings:
     return get_settings()
 
 
+def claim(settings: Settings, server_specs: list[platform.ServerSpec]) -> None:
+    """Stop with the holder's name (and how to stop it) unless every port these servers need is this home's."""
+    try:
+        platform.claim_ports(server_specs, settings)
+    except platform.PortTaken as taken:
+        fail(str(taken))
+
+
 def _demo_env() -> dict[str, str]:
     settings = get_settings()
     env = {**os.environ, **platform.server_env(settings)}
@@ -75,6 +83,8 @@ def _demo_env() -> dict[str, str]:
 @app.command()
 def demo() -> None:
     """Run the whole loop on Online Retail with local servers, and print where to look."""
+    settings = get_settings()
+    claim(settings, [platform.prefect_server(settings), platform.mlflow_server(settings), platform.bentoml_server(settings)])
     raise typer.Exit(subprocess.call([sys.executable, "-m", "flows.demo"], env=_demo_env()))
 
 
@@ -97,7 +107,7 @@ def up(
             report = platform.up(settings, step, train_first)
         except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
             fail(str(error))
-    console.print(f"platform up in {report.seconds:.0f}s; logs and pids in {settings.run_dir}")
+    console.print(f"platform up in {report.seconds:.0f}s; logs in {settings.run_dir}")
     show_status(settings)
     if report.champion is None and report.trained_first:
         console.print(
@@ -110,18 +120,25 @@ def up(
 
 
 @app.command()
-def down() -> None:
-    """Stop every server that `recsys up` or `recsys demo` started (and nothing else)."""
-    stopped = platform.down(get_settings())
-    for name in stopped:
-        console.print(f"stopped {name}")
-    if not stopped:
+def down(
+    home: Annotated[Path | None, typer.Option(help="Stop only the servers of this RECSYS_HOME (default: of every home)")] = None,
+) -> None:
+    """Stop every server that recsys started (`up`, `demo`, `loop`), under any home, and nothing else."""
+    settings = get_settings()
+    if home is None:
+        stopped = platform.down_all(settings)
+    else:
+        stopped = {home.resolve(): platform.down(settings.model_copy(update={"home": home.resolve()}))}
+    for where, names in stopped.items():
+        if names:
+            console.print(f"stopped {', '.join(names)} of {where}")
+    if not any(stopped.values()):
         console.print("nothing to stop")
 
 
 def show_status(settings: Settings) -> bool:
     """Print a table of the servers, their URLs and pids; True if all are up."""
-    table = Table("server", "state", "pid", "log", title=f"logs and pids in {settings.run_dir}")
+    table = Table("server", "state", "pid", "log", title=f"logs in {settings.run_dir}")
     table.add_column("open", overflow="fold")  # a URL is never cut short, whatever the width
     all_up = True
     for spec in platform.specs(settings):
@@ -130,6 +147,9 @@ def show_status(settings: Settings) -> bool:
         pid = platform.running_pid(settings, spec.name)
         table.add_row(spec.name, "[green]up[/]" if up_now else "[red]down[/]", str(pid or "-"), platform.log_path(settings, spec.name).name, spec.url)
     console.print(table)
+    for spec in platform.specs(settings):
+        if conflict := platform.port_conflict(spec, settings):
+            console.print(f"[yellow]note:[/] {conflict}")
     docs = settings.gx_dir.resolve() / "index.html"
     console.print(f"GX data docs: {docs.as_uri() if docs.exists() else 'none yet (written by the validate flow)'}")
     for name, configured in ((keys.LOG_KEY, settings.log_key), (keys.ADMIN_TOKEN, settings.admin_token), (keys.AUDIT_KEY, settings.audit_key)):
@@ -322,16 +342,15 @@ def loop(
     """Run the drift scenario on real data: calm windows, a shift, detection, retrain, recovery.
 
     It keeps its state in `<home>/loop` (its own MLflow, Prefect and registry) and wipes it first,
-    so its figures never mix with the demo's or an earlier loop's; its servers use the configured ports.
+    so its figures never mix with the demo's or an earlier loop's; its servers use the configured ports
+    and stay up when it ends (for the UIs): `recsys down` stops them, from any home.
     """
     settings = get_settings()
     home = (settings.home / "loop").resolve()
     os.environ["RECSYS_HOME"] = str(home)
     get_settings.cache_clear()
     loop_settings = get_settings()
-    for spec in (platform.prefect_server(loop_settings), platform.mlflow_server(loop_settings)):
-        if platform.is_healthy(spec.health_url) and platform.running_pid(loop_settings, spec.name) is None:
-            fail(f"{SERVER_NAMES[spec.name]} of another state folder answers at {spec.url}; stop it with `recsys down` first")
+    claim(loop_settings, [platform.prefect_server(loop_settings), platform.mlflow_server(loop_settings), platform.bentoml_server(loop_settings)])
     for name in ("bentoml", "runner", "mlflow", "prefect"):  # a fresh start: servers, registry, logs
         platform.stop(name, loop_settings)
     shutil.rmtree(home, ignore_errors=True)

@@ -1,8 +1,12 @@
 """Start, find and stop the local platform: Prefect, MLflow, Evidently, the flow runner, BentoML.
 
-Each server runs as its own process session with its log and pid file in the run folder
-(`settings.run_dir`), so it outlives the command that started it and `stop` ends exactly what
-was started. A server that already answers is reused: running `up` twice starts no duplicates.
+Each server runs as its own process session with its log in the run folder (`settings.run_dir`),
+so it outlives the command that started it. Each start is recorded per user, outside any home
+(recsys.processes): `stop` ends exactly what was started, and `down_all` stops the servers of
+every home, whichever home runs it.
+A server of this home that already answers is reused: running `up` twice starts no duplicates;
+a port held by another home's server, or by a process recsys did not start, is never adopted
+(`PortTaken` names the holder and how to stop it).
 Each `ServerSpec` says how its liveness is known: most servers own their health URL, but the
 flow runner has no port of its own (its health URL is the Prefect API's), so it counts as up
 only while the process we started is alive too.
@@ -14,7 +18,7 @@ processes, so `recsys status` and `recsys down` stay fast.
 from __future__ import annotations
 
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,10 +29,13 @@ from pathlib import Path
 
 import httpx
 
+from recsys.processes import forget, listeners, log_path, recorded, running_pid, server_record, stop, write_record
 from recsys.settings import Settings
 
 #: The deployment whose registration shows that the flow runner has served its flows.
 RUNNER_PROBE_DEPLOYMENT = "pipeline/retrain"
+#: The setting that moves each server with a port of its own (named when its port is taken).
+PORT_VARIABLES = {"prefect": "RECSYS_PREFECT_PORT", "mlflow": "RECSYS_MLFLOW_PORT", "evidently": "RECSYS_EVIDENTLY_PORT", "bentoml": "RECSYS_SERVE_PORT"}
 
 
 class Liveness(Enum):
@@ -40,7 +47,7 @@ class Liveness(Enum):
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """How to start one server, what a person opens, and how to know it is up."""
+    """How to start one server, what a person opens, how to know it is up, and the port it holds."""
 
     name: str
     title: str
@@ -48,6 +55,7 @@ class ServerSpec:
     health_url: str
     url: str
     liveness: Liveness = Liveness.HTTP
+    port: int | None = None  # None: it listens on no port of its own (the flow runner)
     env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 120.0
 
@@ -98,7 +106,7 @@ def prefect_server(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.prefect_port}"
     cmd = [bin_path("prefect"), "server", "start", "--host", settings.host, "--port", str(settings.prefect_port)]
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url} if settings.prefect_database_url else {}
-    return ServerSpec("prefect", "Prefect UI", cmd, f"{base}/api/health", base, env=env)
+    return ServerSpec("prefect", "Prefect UI", cmd, f"{base}/api/health", base, env=env, port=settings.prefect_port)
 
 
 def mlflow_server(settings: Settings) -> ServerSpec:
@@ -109,7 +117,7 @@ def mlflow_server(settings: Settings) -> ServerSpec:
         "--artifacts-destination", settings.artifacts_destination,
         "--workers", "1",
     ]  # fmt: skip
-    return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base)
+    return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base, port=settings.mlflow_port)
 
 
 def evidently_ui(settings: Settings) -> ServerSpec:
@@ -118,7 +126,7 @@ def evidently_ui(settings: Settings) -> ServerSpec:
         bin_path("evidently"), "ui", "--workspace", str(settings.evidently_workspace.resolve()),
         "--host", settings.host, "--port", str(settings.evidently_port),
     ]  # fmt: skip
-    return ServerSpec("evidently", "Evidently UI", cmd, f"{base}/api/version", base, start_timeout=60)
+    return ServerSpec("evidently", "Evidently UI", cmd, f"{base}/api/version", base, start_timeout=60, port=settings.evidently_port)
 
 
 def bentoml_server(settings: Settings) -> ServerSpec:
@@ -127,7 +135,7 @@ def bentoml_server(settings: Settings) -> ServerSpec:
         bin_path("bentoml"), "serve", "recsys.serving.service:RecsysService",
         "--host", settings.host, "--port", str(settings.serve_port),
     ]  # fmt: skip
-    return ServerSpec("bentoml", "Recommendation service (Swagger UI)", cmd, f"{base}/readyz", base, start_timeout=90)
+    return ServerSpec("bentoml", "Recommendation service (Swagger UI)", cmd, f"{base}/readyz", base, start_timeout=90, port=settings.serve_port)
 
 
 def flow_runner(settings: Settings) -> ServerSpec:
@@ -184,38 +192,57 @@ def require_healthy(name: str, url: str, health_url: str) -> None:
         raise ServerUnreachable(f"{name} is not reachable at {url}; start it with `recsys up`")
 
 
-def _pid_file(settings: Settings, name: str) -> Path:
-    return settings.run_dir / f"{name}.pid"
+class PortTaken(RuntimeError):
+    """A port a server needs is held by another home's server or by a process recsys did not start."""
 
 
-def log_path(settings: Settings, name: str) -> Path:
-    return settings.run_dir / f"{name}.log"
-
-
-def running_pid(settings: Settings, name: str) -> int | None:
-    """The pid of a server this tool started and that is still alive, else None."""
-    path = _pid_file(settings, name)
-    if not path.exists():
-        return None
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether something accepts connections on `host:port`."""
     try:
-        pid = int(path.read_text().strip() or 0)
-        _reap(pid)
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError, ValueError):
-        path.unlink(missing_ok=True)
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def port_conflict(spec: ServerSpec, settings: Settings) -> str | None:
+    """Why `spec` cannot have its port in this home: held by another home's server or a foreign process.
+
+    None when the port is free or held by this home's own `spec` server (which `up` reuses).
+    """
+    if spec.port is None or not _port_in_use(settings.host, spec.port):
         return None
-    return pid
+    own = server_record(settings, spec.name)
+    if own is not None and own.port == spec.port:
+        return None
+    what = f"{spec.title} port {settings.host}:{spec.port}"
+    for held in recorded(settings):
+        if held.port == spec.port:
+            return f"{what} is held by the {held.name} server of the recsys home {held.home}; stop it with `recsys down --home {held.home}`"
+    return f"{what} is held by a process recsys did not start{listeners(spec.port)}; stop it, or choose another port with {PORT_VARIABLES[spec.name]}"
+
+
+def claim_ports(server_specs: list[ServerSpec], settings: Settings) -> None:
+    """Raise PortTaken, naming every holder, unless each port of `server_specs` is free or this home's own."""
+    conflicts = [conflict for spec in server_specs if (conflict := port_conflict(spec, settings))]
+    if conflicts:
+        raise PortTaken("\n".join(conflicts))
 
 
 def launch(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | None = None) -> subprocess.Popen | None:
-    """Start `spec` in the background unless it is up already (then None); do not wait."""
+    """Start `spec` in the background unless this home's is up already (then None); do not wait.
+
+    Raises PortTaken rather than adopt a server of another home (or a foreign process) on its port.
+    """
+    claim_ports([spec], settings)
     if is_up(spec, settings):
         return None
+    stop(spec.name, settings)  # this home's own that is not up (on another port, hung): replaced, not left unrecorded
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **server_env(settings), **spec.env, **(extra_env or {})}
     with log_path(settings, spec.name).open("ab") as log:
         proc = subprocess.Popen(spec.command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    _pid_file(settings, spec.name).write_text(str(proc.pid))
+    write_record(settings, spec.name, proc, spec.port)
     return proc
 
 
@@ -224,7 +251,7 @@ def wait_ready(spec: ServerSpec, settings: Settings, proc: subprocess.Popen) -> 
     if poll(lambda: is_up(spec, settings), spec.start_timeout, proc):
         return
     if proc.poll() is not None:
-        _pid_file(settings, spec.name).unlink(missing_ok=True)
+        forget(settings, spec.name)
         raise RuntimeError(f"{spec.name} exited with code {proc.returncode}; see {log_path(settings, spec.name)}")
     stop(spec.name, settings)
     raise TimeoutError(f"{spec.name} did not answer {spec.health_url} within {spec.start_timeout:.0f}s; see {log_path(settings, spec.name)}")
@@ -236,33 +263,6 @@ def start(spec: ServerSpec, settings: Settings, extra_env: dict[str, str] | None
     if proc is None:
         return False
     wait_ready(spec, settings, proc)
-    return True
-
-
-def _reap(pid: int) -> None:
-    """Collect an exited child of this process, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def stop(name: str, settings: Settings, timeout: float = 20.0) -> bool:
-    """Stop a server started by `start` (its whole process group). True if one was running."""
-    pid = running_pid(settings, name)
-    if pid is None:
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _reap(pid)
-            os.kill(pid, 0)
-            time.sleep(0.2)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _pid_file(settings, name).unlink(missing_ok=True)
     return True
 
 
@@ -346,6 +346,7 @@ def up(settings: Settings, step: Step = lambda name, state: None, train_first: b
     """
     started = time.monotonic()
     report = UpReport()
+    claim_ports(specs(settings), settings)  # before any start: a taken port leaves nothing half up
     settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
     prefect, mlflow, evidently, runner = prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings)
     procs = _launch_all([prefect, mlflow], settings, step, {})
@@ -377,5 +378,15 @@ def up(settings: Settings, step: Step = lambda name, state: None, train_first: b
 
 
 def down(settings: Settings) -> list[str]:
-    """Stop every server this tool started (and only those), last started first."""
+    """Stop every server this tool started in `settings.home` (and only those), last started first."""
     return [spec.name for spec in reversed(specs(settings)) if stop(spec.name, settings)]
+
+
+def down_all(settings: Settings) -> dict[Path, list[str]]:
+    """Stop every recorded server, home by home; per home, the servers stopped.
+
+    Whatever started them (`up`, the demo, the loop under `<home>/loop`, a test), whatever home
+    this command runs under, and even if their home has since been deleted.
+    """
+    everywhere = sorted({Path(record.home) for record in recorded(settings)})
+    return {home: down(settings.model_copy(update={"home": home})) for home in everywhere}

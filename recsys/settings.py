@@ -6,6 +6,7 @@ variable moves all local state. Nothing here creates folders or touches servers 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,10 @@ class Settings(BaseSettings):
     mlflow_port: int = Field(default=5000, description="MLflow tracking server port")
     serve_port: int = Field(default=3000, description="BentoML service port (Swagger UI at /)")
     evidently_port: int = Field(default=8000, description="Evidently UI port")
+    state_dir: Path | None = Field(
+        default=None,
+        description="Per-user record of the servers recsys started, under any home (default: $XDG_STATE_HOME/recsys or ~/.local/state/recsys)",
+    )
     monitor_interval_minutes: float = Field(
         default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)"
     )
@@ -196,6 +201,12 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
+
+    @property
+    def servers_dir(self) -> Path:
+        """Where every started server is recorded: per user, outside any home (recsys.processes)."""
+        state = self.state_dir or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "recsys"
+        return state / "servers"
 
 
 @lru_cache

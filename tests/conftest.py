@@ -28,6 +28,16 @@ def synthetic_split(synthetic: Dataset) -> Split:
     return temporal_user_split(synthetic.interactions)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_server_records(tmp_path_factory: pytest.TempPathFactory):
+    """Record this session's servers apart from the user's, so no `recsys down` here stops another run's servers."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECSYS_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings whose state (MLflow db, BentoML store, logs) lives in this test's tmp folder."""

@@ -2,7 +2,7 @@
 
 The session fixture runs the real CLI (`recsys up`, which trains a first champion on a small
 synthetic shop through the pipeline flow), replays traffic (`recsys simulate`) and judges it
-(`recsys monitor`) so that every UI has something to show; `recsys down` ends it. Pages are
+(`recsys monitor`) so that every UI has something to show; `recsys down --home` ends it. Pages are
 1280x800 Chromium (Debian's, driven by Playwright); each test saves a screenshot into
 RECSYS_SCREENSHOTS_DIR when it is set (the README's images: docs/screenshots), else into tmp.
 """
@@ -60,6 +60,7 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         "RECSYS_MLFLOW_PORT": str(free_port()),
         "RECSYS_SERVE_PORT": str(free_port()),
         "RECSYS_EVIDENTLY_PORT": str(free_port()),
+        "RECSYS_STATE_DIR": os.environ["RECSYS_STATE_DIR"],  # this session's record of servers (tests/conftest.py)
         **{f"RECSYS_{k.upper()}": str(v) for k, v in SMALL_TRAINING.items()},
         # The synthetic shop's planted signal is one the two-tower learns; untuned iALS loses to
         # popularity there, so the default first champion (iALS) would not be blessed.
@@ -78,7 +79,7 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         assert judged.returncode == 0, judged.stderr[-2000:]
         yield platform
     finally:
-        subprocess.run([RECSYS, "down"], env=env, capture_output=True, timeout=120)
+        subprocess.run([RECSYS, "down", "--home", overrides["RECSYS_HOME"]], env=env, capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,7 @@ class Stack:
         pid = platform.running_pid(self.settings, name)
         assert pid is not None, f"{name} is not running"
         os.killpg(pid, signal.SIGKILL)
-        platform.stop(name, self.settings)  # reaps the process and removes its pid file
+        platform.stop(name, self.settings)  # reaps the process and removes its record
 
 
 def _boto_credentials() -> dict[str, str]:
