@@ -1,9 +1,12 @@
-"""Start, find and stop the local platform: Prefect, MLflow, Evidently, the flow runner, BentoML.
+"""Start, find and stop local servers: Prefect, MLflow, Evidently, BentoML (and the app's flow runner).
+
+This is the library part of the platform and names no flow: the flow runner's spec and `up`,
+which train and serve through the flows, live in the application layer (recsys.app.stack).
 
 Each server runs as its own process session with its log in the run folder (`settings.run_dir`),
 so it outlives the command that started it. Each start is recorded per user, outside any home
 (recsys.processes): `stop` ends exactly what was started, and `down_all` stops the servers of
-every home, whichever home runs it.
+every home, whichever home runs it (`recsys.app.stack.down_all`).
 A server of this home that already answers is reused: running `up` twice starts no duplicates;
 a port held by another home's server, or by a process recsys did not start, is never adopted
 (`PortTaken` names the holder and how to stop it).
@@ -32,8 +35,6 @@ import httpx
 from recsys.processes import forget, listeners, log_path, recorded, running_pid, server_record, stop, write_record
 from recsys.settings import Settings
 
-#: The deployment whose registration shows that the flow runner has served its flows.
-RUNNER_PROBE_DEPLOYMENT = "pipeline/retrain"
 #: The setting that moves each server with a port of its own (named when its port is taken).
 PORT_VARIABLES = {"prefect": "RECSYS_PREFECT_PORT", "mlflow": "RECSYS_MLFLOW_PORT", "evidently": "RECSYS_EVIDENTLY_PORT", "bentoml": "RECSYS_SERVE_PORT"}
 
@@ -136,24 +137,6 @@ def bentoml_server(settings: Settings) -> ServerSpec:
         "--host", settings.host, "--port", str(settings.serve_port),
     ]  # fmt: skip
     return ServerSpec("bentoml", "Recommendation service (Swagger UI)", cmd, f"{base}/readyz", base, start_timeout=90, port=settings.serve_port)
-
-
-def flow_runner(settings: Settings) -> ServerSpec:
-    """The process that serves the flows as deployments (and so runs triggered retrains).
-
-    It has no port: it is up while our process lives and its deployments are registered.
-    """
-    api = f"http://{settings.host}:{settings.prefect_port}/api"
-    probe = f"{api}/deployments/name/{RUNNER_PROBE_DEPLOYMENT}"
-    return ServerSpec(
-        "runner", "Flow runner (deployments)", [sys.executable, "-m", "flows.serve"], probe,
-        f"http://{settings.host}:{settings.prefect_port}/deployments", Liveness.PID_AND_HTTP, start_timeout=90,
-    )  # fmt: skip
-
-
-def specs(settings: Settings) -> list[ServerSpec]:
-    """Every server of the platform, in start order (`down` stops them in reverse)."""
-    return [prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings), bentoml_server(settings)]
 
 
 def is_healthy(url: str) -> bool:
@@ -274,119 +257,3 @@ def champion_version(settings: Settings) -> str | None:
         return None  # MLflow 3 answers a missing alias (or model) with 400 "... not found"
     response.raise_for_status()
     return str(response.json()["model_version"]["version"])
-
-
-@dataclass
-class UpReport:
-    """What `up` did: per server "started" or "running", the champion served, and how long it took."""
-
-    servers: dict[str, str] = field(default_factory=dict)
-    champion: str | None = None
-    trained_first: bool = False
-    seconds: float = 0.0
-
-
-Step = Callable[[str, str], None]
-
-
-def _launch_all(batch: list[ServerSpec], settings: Settings, step: Step, extra_env: dict[str, str]) -> dict[str, subprocess.Popen | None]:
-    """Launch every server of `batch` without waiting (None for one already up)."""
-    procs = {}
-    for spec in batch:
-        step(spec.name, "starting")
-        procs[spec.name] = launch(spec, settings, extra_env)
-    return procs
-
-
-def _wait_all(batch: list[ServerSpec], procs: dict[str, subprocess.Popen | None], settings: Settings, report: UpReport, step: Step) -> None:
-    """Wait for each launched server of `batch` to pass its check, and record what it did."""
-    for spec in batch:
-        proc = procs[spec.name]
-        if proc is not None:
-            wait_ready(spec, settings, proc)
-        report.servers[spec.name] = "started" if proc is not None else "running"
-        step(spec.name, report.servers[spec.name])
-
-
-def launch_first_champion(settings: Settings) -> subprocess.Popen:
-    """Start `flows.first_champion` beside the servers; its output goes to its log file.
-
-    It trains (gate, train, bless, promote on `settings.dataset` with
-    `settings.first_champion_family`) only if the registry has no champion once MLflow
-    answers. It runs against the platform (tracked by the MLflow server, recorded by the
-    Prefect server), so it shows in both UIs like any later run. The default family, iALS,
-    trains and promotes in seconds; a deep run from the Prefect UI replaces it once it ranks
-    better.
-    """
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **platform_env(settings)}
-    with log_path(settings, "first-champion").open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "flows.first_champion"], stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def finish_first_champion(settings: Settings, proc: subprocess.Popen) -> None:
-    """Wait for the first-champion child; raise, pointing at its log, if it failed."""
-    if (code := proc.wait()) != 0:
-        raise RuntimeError(f"the first pipeline run failed (exit {code}); see {log_path(settings, 'first-champion')}")
-
-
-def surely_no_champion(settings: Settings) -> bool:
-    """True when the registry cannot hold a champion yet: the embedded MLflow database is absent."""
-    return settings.mlflow_backend_store_uri is None and not settings.mlflow_db.exists()
-
-
-def up(settings: Settings, step: Step = lambda name, state: None, train_first: bool = True) -> UpReport:
-    """Bring the whole platform up; reuse what already runs.
-
-    Prefect and MLflow start side by side; the Evidently UI and the flow runner as soon as
-    they answer (on 2 cores, starting all at once only slows the first two). If `train_first`
-    and the registry has no champion, the first-champion child trains one meanwhile; on a
-    fresh home it starts beside Prefect and MLflow (its imports take as long as their start).
-    The BentoML service starts last, for the champion; without one it is left out.
-    """
-    started = time.monotonic()
-    report = UpReport()
-    claim_ports(specs(settings), settings)  # before any start: a taken port leaves nothing half up
-    settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
-    prefect, mlflow, evidently, runner = prefect_server(settings), mlflow_server(settings), evidently_ui(settings), flow_runner(settings)
-    procs = _launch_all([prefect, mlflow], settings, step, {})
-    trainer = launch_first_champion(settings) if train_first and surely_no_champion(settings) else None
-    try:
-        _wait_all([prefect, mlflow], procs, settings, report, step)
-        procs |= _launch_all([evidently], settings, step, {}) | _launch_all([runner], settings, step, platform_env(settings))
-        report.champion = champion_version(settings)
-        if trainer is None and train_first and report.champion is None:
-            trainer = launch_first_champion(settings)
-        if trainer is not None:
-            report.trained_first = report.champion is None
-            step("pipeline", f"training a first champion ({settings.first_champion_family})")
-            finish_first_champion(settings, trainer)
-            step("pipeline", "done")
-            report.champion = champion_version(settings)
-    finally:
-        if trainer is not None and trainer.poll() is None:  # a server failed to start: stop waiting for it
-            trainer.kill()
-            trainer.wait()
-    _wait_all([evidently, runner], procs, settings, report, step)
-    if report.champion is not None:
-        bentoml = bentoml_server(settings)
-        _wait_all([bentoml], _launch_all([bentoml], settings, step, {}), settings, report, step)
-    else:
-        step("bentoml", "skipped: no champion yet")
-    report.seconds = time.monotonic() - started
-    return report
-
-
-def down(settings: Settings) -> list[str]:
-    """Stop every server this tool started in `settings.home` (and only those), last started first."""
-    return [spec.name for spec in reversed(specs(settings)) if stop(spec.name, settings)]
-
-
-def down_all(settings: Settings) -> dict[Path, list[str]]:
-    """Stop every recorded server, home by home; per home, the servers stopped.
-
-    Whatever started them (`up`, the demo, the loop under `<home>/loop`, a test), whatever home
-    this command runs under, and even if their home has since been deleted.
-    """
-    everywhere = sorted({Path(record.home) for record in recorded(settings)})
-    return {home: down(settings.model_copy(update={"home": home})) for home in everywhere}

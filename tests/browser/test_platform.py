@@ -5,12 +5,13 @@ from __future__ import annotations
 import httpx
 
 from recsys import platform
+from recsys.app import stack
 from tests.browser.conftest import Platform
 
 
 def test_up_started_all_five_servers_and_a_second_up_starts_none(platform_up: Platform) -> None:
     assert platform_up.up_output.count("started") == 5, platform_up.up_output
-    pids = {spec.name: platform.running_pid(platform_up.settings, spec.name) for spec in platform.specs(platform_up.settings)}
+    pids = {spec.name: platform.running_pid(platform_up.settings, spec.name) for spec in stack.specs(platform_up.settings)}
     again = platform_up.cli("up")
     assert again.returncode == 0 and "started" not in again.stdout and again.stdout.count("running") == 5, again.stdout
     assert {name: platform.running_pid(platform_up.settings, name) for name in pids} == pids
@@ -19,7 +20,7 @@ def test_up_started_all_five_servers_and_a_second_up_starts_none(platform_up: Pl
 def test_status_lists_every_server_up_and_the_monitor_is_scheduled(platform_up: Platform) -> None:
     shown = platform_up.cli("status")
     assert shown.returncode == 0, shown.stdout
-    for spec in platform.specs(platform_up.settings):
+    for spec in stack.specs(platform_up.settings):
         assert spec.url in shown.stdout
     api = platform.prefect_server(platform_up.settings).url + "/api"
     monitor = httpx.get(f"{api}/deployments/name/monitor/monitor").json()

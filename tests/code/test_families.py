@@ -40,7 +40,7 @@ def test_the_settings_candidates_the_flows_and_the_worker_follow_the_table() -> 
 
 
 def test_the_cli_refuses_an_unknown_family_before_loading_data(tmp_path: Path) -> None:
-    from recsys.cli import app
+    from recsys.app.cli import app
 
     result = CliRunner().invoke(app, ["train", "--family", "eas", "--dataset", str(tmp_path / "missing.csv")])
     assert result.exit_code == 2  # a usage error: the missing dataset was never opened

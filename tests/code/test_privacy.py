@@ -12,7 +12,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from recsys import keys, tombstones
-from recsys.cli import app
+from recsys.app.cli import app
 from recsys.data import store
 from recsys.data.ingest import load_dataset
 from recsys.data.synthetic import make_synthetic

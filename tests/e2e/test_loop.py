@@ -14,6 +14,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from recsys import platform, registry
+from recsys.app import stack
 from recsys.data.synthetic import make_synthetic
 from recsys.monitoring.timeline import loop_figures
 from recsys.settings import get_settings
@@ -40,11 +41,11 @@ def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(
     monkeypatch.setenv("RECSYS_SERVE_PORT", str(free_port()))
     get_settings.cache_clear()
     settings = get_settings()
-    from flows.loop import run_loop
     from flows.pipeline import pipeline
+    from recsys.app.loop import run_loop
 
     with temporary_settings({PREFECT_API_URL: api}):
-        platform.start(platform.flow_runner(settings), settings)
+        platform.start(stack.flow_runner(settings), settings)
         try:
             first = pipeline(dataset=str(shop), train_until=CUT)
             assert first["promotion"]["promoted"], first["promotion"]

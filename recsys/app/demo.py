@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 
-from flows.loop import run_loop
 from flows.pipeline import pipeline
 from recsys import platform
+from recsys.app import stack
+from recsys.app.loop import run_loop
 from recsys.monitoring.timeline import HEADER
 from recsys.settings import get_settings
 
@@ -26,7 +27,7 @@ def main() -> None:
     print("starting the Prefect server, the MLflow server and the flow runner on", settings.host)
     platform.start(platform.prefect_server(settings), settings)
     platform.start(platform.mlflow_server(settings), settings)
-    platform.start(platform.flow_runner(settings), settings)
+    platform.start(stack.flow_runner(settings), settings)
 
     print(f"pipeline: validate → train → promote on {settings.dataset} up to {TRAIN_UNTIL}")
     first = pipeline(dataset=settings.dataset, train_until=TRAIN_UNTIL)

@@ -3,7 +3,7 @@
 Importing the flows (TensorFlow, Prefect, MLflow, GX) takes as long as the servers take to
 start, so this child does both at once: it imports, waits until the Prefect and MLflow
 servers answer, and runs the pipeline (family `settings.first_champion_family`) only if the
-registry still has no champion. Run as `python -m flows.first_champion`.
+registry still has no champion. Run as `python -m recsys.app.first_champion`.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ import argparse
 import time
 from dataclasses import dataclass
 
-from flows.loop import run_loop
 from flows.pipeline import pipeline
 from recsys import platform
+from recsys.app import stack
+from recsys.app.loop import run_loop
 from recsys.data.ingest import load_dataset
 from recsys.monitoring.shifts import SHIFTS, inject
 from recsys.monitoring.timeline import HEADER, loop_figures, plot_timeline
@@ -59,7 +60,7 @@ def main(dataset: str, shift: str, share: float, windows: int | None) -> None:
     scenario = SCENARIOS[dataset]
     started = time.monotonic()
     print("starting the Prefect server, the MLflow server and the flow runner on", settings.host)
-    for spec in (platform.prefect_server(settings), platform.mlflow_server(settings), platform.flow_runner(settings)):
+    for spec in (platform.prefect_server(settings), platform.mlflow_server(settings), stack.flow_runner(settings)):
         platform.start(spec, settings)
     name = scenario_dataset(settings, dataset, shift, scenario.shift_at, share)
     print(f"scenario: {dataset}, train until {scenario.train_until}, shift '{shift}' (share {share}) from {scenario.shift_at}")

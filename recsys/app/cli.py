@@ -1,11 +1,12 @@
 """`recsys`: the command line for people (the Makefile calls the same commands).
 
-`up`/`down`/`status` manage the local platform (recsys.platform). `synth` writes a synthetic
-dataset store of any size; `forget` erases a user (recsys.privacy). `train`, `promote`, `serve`
-and `simulate` are thin calls into recsys/ against the running platform; `demo` and `monitor`
-run flows in a child process (`python -m flows.<name>`, `python -m flows.run`), so this library
-never imports Prefect and each child starts with the platform's environment. A command that
-needs a server which is not running says so, and how to start it, instead of a traceback.
+`up`/`down`/`status` manage the local platform (recsys.app.stack over recsys.platform). `synth`
+writes a synthetic dataset store of any size; `forget` erases a user (recsys.privacy). `train`,
+`promote`, `serve` and `simulate` are thin calls into the library against the running platform;
+`demo`, `loop` and `monitor` run in a child process (`python -m recsys.app.demo`,
+`python -m flows.run monitor`), so the command itself starts fast, never imports Prefect, and
+each child starts with the platform's environment. A command that needs a server which is not
+running says so, and how to start it, instead of a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys import keys, platform
+from recsys.app import stack
 from recsys.models import families
 from recsys.settings import Settings, get_settings
 
@@ -85,7 +87,7 @@ def demo() -> None:
     """Run the whole loop on Online Retail with local servers, and print where to look."""
     settings = get_settings()
     claim(settings, [platform.prefect_server(settings), platform.mlflow_server(settings), platform.bentoml_server(settings)])
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "flows.demo"], env=_demo_env()))
+    raise typer.Exit(subprocess.call([sys.executable, "-m", "recsys.app.demo"], env=_demo_env()))
 
 
 @app.command()
@@ -104,7 +106,7 @@ def up(
                 console.print(f"  [green]✓[/] {name:10s} {state}")
 
         try:
-            report = platform.up(settings, step, train_first)
+            report = stack.up(settings, step, train_first)
         except (RuntimeError, TimeoutError, httpx.HTTPError) as error:
             fail(str(error))
     console.print(f"platform up in {report.seconds:.0f}s; logs in {settings.run_dir}")
@@ -126,9 +128,9 @@ def down(
     """Stop every server that recsys started (`up`, `demo`, `loop`), under any home, and nothing else."""
     settings = get_settings()
     if home is None:
-        stopped = platform.down_all(settings)
+        stopped = stack.down_all(settings)
     else:
-        stopped = {home.resolve(): platform.down(settings.model_copy(update={"home": home.resolve()}))}
+        stopped = {home.resolve(): stack.down(settings.model_copy(update={"home": home.resolve()}))}
     for where, names in stopped.items():
         if names:
             console.print(f"stopped {', '.join(names)} of {where}")
@@ -141,13 +143,13 @@ def show_status(settings: Settings) -> bool:
     table = Table("server", "state", "pid", "log", title=f"logs in {settings.run_dir}")
     table.add_column("open", overflow="fold")  # a URL is never cut short, whatever the width
     all_up = True
-    for spec in platform.specs(settings):
+    for spec in stack.specs(settings):
         up_now = platform.is_up(spec, settings)
         all_up &= up_now
         pid = platform.running_pid(settings, spec.name)
         table.add_row(spec.name, "[green]up[/]" if up_now else "[red]down[/]", str(pid or "-"), platform.log_path(settings, spec.name).name, spec.url)
     console.print(table)
-    for spec in platform.specs(settings):
+    for spec in stack.specs(settings):
         if conflict := platform.port_conflict(spec, settings):
             console.print(f"[yellow]note:[/] {conflict}")
     docs = settings.gx_dir.resolve() / "index.html"
@@ -355,7 +357,7 @@ def loop(
         platform.stop(name, loop_settings)
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    command = [sys.executable, "-m", "flows.scenario", "--dataset", dataset, "--shift", shift, "--share", str(share)]
+    command = [sys.executable, "-m", "recsys.app.scenario", "--dataset", dataset, "--shift", shift, "--share", str(share)]
     if windows is not None:
         command += ["--windows", str(windows)]
     raise typer.Exit(subprocess.call(command, env=_demo_env()))
