@@ -119,8 +119,3 @@ def reference_records(
         raise ValueError(f"no training-period traffic between {as_of} and {cut} to build a reference from")
     return pd.DataFrame(records)
 
-
-def window_end(records: pd.DataFrame) -> str:
-    """One second after the latest event time of a log window: the end of the new data."""
-    times = pd.to_datetime(records["event_time"].fillna(records["served_at"]), format="ISO8601", utc=True)
-    return (times.max().tz_localize(None) + pd.Timedelta(seconds=1)).isoformat()
