@@ -13,8 +13,8 @@ import time
 from flows.loop import run_loop
 from flows.pipeline import pipeline
 from recsys import platform
-from recsys.monitoring.timeline import HEADER
 from recsys.settings import get_settings
+from recsys.simulation.timeline import HEADER
 
 TRAIN_UNTIL = "2011-09-01"
 DEMO_WINDOW = 700

@@ -22,8 +22,8 @@ from recsys.monitoring.drift import DriftResult, drift_report
 from recsys.monitoring.features import add_cost, add_coverage, add_embedding_drift, request_features, served_centroid
 from recsys.monitoring.policy import NewData, PolicyConfig, WindowCheck, judge_window
 from recsys.monitoring.request_log import online_hits, read_request_log, window_end
-from recsys.monitoring.traffic import reference_records
 from recsys.settings import get_settings
+from recsys.simulation.traffic import reference_records
 from recsys.validation import validate_dataset
 
 DRIFT_EVENT = "recsys.drift.detected"
