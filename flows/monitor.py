@@ -18,20 +18,12 @@ from prefect.events import emit_event
 from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
+from recsys.monitoring.drift import DriftResult, drift_report
+from recsys.monitoring.features import add_cost, add_coverage, add_embedding_drift, request_features, served_centroid
 from recsys.monitoring.policy import NewData, PolicyConfig, WindowCheck, judge_window
-from recsys.monitoring.reports import (
-    DriftResult,
-    add_cost,
-    add_coverage,
-    add_embedding_drift,
-    drift_report,
-    online_hits,
-    read_request_log,
-    request_features,
-    served_centroid,
-)
-from recsys.monitoring.traffic import reference_records, window_end
+from recsys.monitoring.request_log import online_hits, read_request_log, window_end
 from recsys.settings import get_settings
+from recsys.simulation.traffic import reference_records
 from recsys.validation import validate_dataset
 
 DRIFT_EVENT = "recsys.drift.detected"

@@ -1,7 +1,9 @@
 """Column names shared by every module, and the pydantic models of the service's I/O.
 
 One vocabulary for the canonical tables keeps loaders, validation, training and
-monitoring in step: a renamed column is a one-line change here.
+monitoring in step: a renamed column is a one-line change here. The records of the
+service's logs live here too, so the service that writes them and the monitor that reads
+them share one definition without either importing the other.
 """
 
 from __future__ import annotations
@@ -117,3 +119,61 @@ class ModelInfo(BaseModel):
     @classmethod
     def of(cls, info: dict[str, Any]) -> ModelInfo:
         return cls.model_validate({k: v for k, v in info.items() if v is not None})
+
+
+class RequestRecord(BaseModel):
+    """One answered recommendation: a line of the request log, written by the service, read by the monitor.
+
+    It carries what drift needs without a join (history length, popularity of the answer,
+    the handler's CPU time). Fields added after the first logs were written have defaults,
+    so old logs still load; unknown fields are ignored, so a newer log does too.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    served_at: str  # ISO 8601, the server's clock (UTC)
+    event_time: str | None = None  # the client's time, as sent (a replay of past traffic sends the original)
+    user_id: str | None  # pseudonymised (HMAC); None for a forgotten user
+    k: int
+    exclude_seen: bool = True
+    items: list[str]
+    scores: list[float]
+    fallback: bool  # the user was unknown (or forgotten) and popularity answered
+    model_version: str
+    history_len: int
+    rec_popularity: float  # mean popularity percentile of the recommended items
+    cpu_us: float | None = None  # the handler's CPU time for this answer; None before it was logged
+
+
+class FeedbackRecord(BaseModel):
+    """What a user did with a recommended item: a line of the events log, joined to its answer by `answer_request_id`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["feedback"] = "feedback"
+    request_id: str  # this event's own id
+    served_at: str
+    user_id: str | None  # pseudonymised; None for a forgotten user
+    item_id: str
+    event: EventName
+    answer_request_id: str
+    model_version: str
+
+
+class SimilarItemsRecord(BaseModel):
+    """A similar-items lookup: logged beside feedback, not in the request log, so it never skews drift."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["similar_items"] = "similar_items"
+    request_id: str
+    served_at: str
+    item_id: str
+    k: int
+    items: list[str]
+    model_version: str
+
+
+#: A line of the events log, told apart by its `kind`.
+EventRecord = Annotated[FeedbackRecord | SimilarItemsRecord, Field(discriminator="kind")]

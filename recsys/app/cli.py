@@ -316,9 +316,9 @@ def simulate(
     spec = platform.bentoml_server(settings)
     require(spec)
     from recsys.data.ingest import load_dataset
-    from recsys.monitoring.traffic import replay, visits
     from recsys.progress import progress_bar
     from recsys.schemas import TS_COL
+    from recsys.simulation.traffic import replay, visits
 
     data = load_dataset(dataset or settings.dataset, settings.shared_data_dir)
     live = visits(data.interactions if since is None else data.interactions[data.interactions[TS_COL] >= since])

@@ -14,8 +14,8 @@ from flows.pipeline import pipeline
 from recsys import platform
 from recsys.app import stack
 from recsys.app.loop import run_loop
-from recsys.monitoring.timeline import HEADER
 from recsys.settings import get_settings
+from recsys.simulation.timeline import HEADER
 
 TRAIN_UNTIL = "2011-09-01"
 DEMO_WINDOW = 700

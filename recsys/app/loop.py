@@ -18,10 +18,10 @@ from prefect.client.schemas.sorting import FlowRunSort
 from flows.monitor import monitor
 from recsys import platform, registry
 from recsys.data.ingest import load_dataset
-from recsys.monitoring.timeline import WindowRow, format_row
-from recsys.monitoring.traffic import replay, visits
 from recsys.schemas import TS_COL
 from recsys.settings import Settings
+from recsys.simulation.timeline import WindowRow, format_row
+from recsys.simulation.traffic import replay, visits
 
 RETRAIN_TIMEOUT_S = 600
 FINAL_STATES = {"Completed", "Failed", "Crashed", "Cancelled"}

@@ -2,7 +2,7 @@
 
 Train on the earlier part of a real dataset, serve it, and replay the later part as live
 traffic, window by window: calm windows first, then a shift (the data's own, plus one
-injected by recsys.monitoring.shifts from `shift_at` on), detection, the retrain through the
+injected by recsys.simulation.shifts from `shift_at` on), detection, the retrain through the
 Prefect server, the hot-swapped champion, and recovery. Prints the timeline, writes a plot,
 and ends with the three target figures on one line.
 """
@@ -18,9 +18,9 @@ from recsys import platform
 from recsys.app import stack
 from recsys.app.loop import run_loop
 from recsys.data.ingest import load_dataset
-from recsys.monitoring.shifts import SHIFTS, inject
-from recsys.monitoring.timeline import HEADER, loop_figures, plot_timeline
 from recsys.settings import Settings, get_settings
+from recsys.simulation.shifts import SHIFTS, inject
+from recsys.simulation.timeline import HEADER, loop_figures, plot_timeline
 
 
 @dataclass(frozen=True)

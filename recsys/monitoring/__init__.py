@@ -1,7 +1,9 @@
 """Watching live traffic: turn the service's request log into drift reports and retrain decisions.
 
-`reports` reads the JSONL request log, derives one numeric row per request and compares a
-current window against a reference window with Evidently; `policy` turns the result into a
-yes/no retrain decision with reasons. Plain library code, no orchestrator imports, so the
-same functions serve a Prefect flow, a CLI and the tests.
+`request_log` reads the service's logs (validated by their schemas in recsys.schemas),
+`features` derives one numeric row per request, `drift` compares a current window against a
+reference window with Evidently, `dashboard` keeps those runs in the Evidently workspace, and
+`policy` turns the result into a yes/no retrain decision with reasons. Plain library code, no
+orchestrator imports, so the same functions serve a Prefect flow, a CLI and the tests.
+Replaying traffic and planting shifts is simulation, not monitoring: recsys.simulation.
 """

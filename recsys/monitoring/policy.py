@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from recsys.monitoring.reports import DriftResult
+from recsys.monitoring.drift import DriftResult
 from recsys.settings import Settings
 
 

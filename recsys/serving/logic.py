@@ -23,6 +23,7 @@ import numpy as np
 from pydantic_core import to_json
 
 from recsys.models.base import EmbeddingModel
+from recsys.schemas import FeedbackRecord, RequestRecord, SimilarItemsRecord
 from recsys.serving import index as ann
 
 
@@ -177,8 +178,11 @@ class RequestLog:
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def append(self, record: dict) -> None:
-        """Write `record` as one compact JSON line (pydantic-core's encoder: ~5x json.dumps)."""
+    def append(self, record: RequestRecord | FeedbackRecord | SimilarItemsRecord) -> None:
+        """Write `record` as one compact JSON line (pydantic-core's encoder: ~5x json.dumps).
+
+        Records are the schemas the monitor reads back (recsys.schemas), validated when built.
+        """
         data = to_json(record) + b"\n"
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_SH)

@@ -2,8 +2,9 @@
 
 Run with `bentoml serve recsys.serving.service:RecsysService` (BENTOML_HOME pointing at the
 store the champion was exported to). Every answer carries a request id and the serving
-model version and is appended to the request log the monitor reads (feedback and
-similar-item lookups go to `events.jsonl` beside it, so they do not skew drift figures).
+model version and is appended to the request log the monitor reads, as a `RequestRecord`
+(recsys.schemas); feedback and similar-item lookups go to `events.jsonl` beside it
+(`FeedbackRecord`, `SimilarItemsRecord`), so they do not skew drift figures.
 What answering costs is on `/metrics` (`recsys_cpu_seconds_total`,
 `recsys_recommended_users_total`) and in each log line (`cpu_us`).
 
@@ -45,11 +46,14 @@ from recsys.schemas import (
     MAX_BODY_BYTES,
     MAX_K,
     EventName,
+    FeedbackRecord,
     FeedbackResponse,
     Id,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    RequestRecord,
+    SimilarItemsRecord,
     SimilarItemsResponse,
 )  # fmt: skip
 from recsys.serving.http import RequestGuard, admin_app
@@ -220,21 +224,21 @@ class RecsysService:
             model_version=state.version,
         )
         self.log.append(
-            {
-                "request_id": response.request_id,
-                "served_at": now(),
-                "event_time": timestamp,
-                "user_id": None if q.forgotten else pseudonymise(q.user_id, self.log_key),
-                "k": q.k,
-                "exclude_seen": q.exclude_seen,
-                "items": [i for i, _ in rec.items],
-                "scores": [s for _, s in rec.items],
-                "fallback": rec.fallback,
-                "model_version": state.version,
-                "history_len": rec.history_len,
-                "rec_popularity": rec.rec_popularity,
-                "cpu_us": round(cpu_s * 1e6, 1),  # the model's share of this answer (the monitor's cost per 1,000)
-            }
+            RequestRecord(
+                request_id=response.request_id,
+                served_at=now(),
+                event_time=timestamp,
+                user_id=None if q.forgotten else pseudonymise(q.user_id, self.log_key),
+                k=q.k,
+                exclude_seen=q.exclude_seen,
+                items=[i for i, _ in rec.items],
+                scores=[s for _, s in rec.items],
+                fallback=rec.fallback,
+                model_version=state.version,
+                history_len=rec.history_len,
+                rec_popularity=rec.rec_popularity,
+                cpu_us=round(cpu_s * 1e6, 1),  # the model's share of this answer (the monitor's cost per 1,000)
+            )
         )
         return response
 
@@ -280,8 +284,8 @@ class RecsysService:
             request_id=new_request_id(), item_id=item_id, model_version=state.version,
             items=[RecommendedItem(item_id=i, title=state.model.title(i), score=s) for i, s in items],
         )  # fmt: skip
-        self.events.append({"kind": "similar_items", "request_id": response.request_id, "served_at": now(),
-                            "item_id": item_id, "k": k, "items": [i for i, _ in items], "model_version": state.version})  # fmt: skip
+        self.events.append(SimilarItemsRecord(request_id=response.request_id, served_at=now(), item_id=item_id, k=k,
+                                              items=[i for i, _ in items], model_version=state.version))  # fmt: skip
         return response
 
     @bentoml.api
@@ -294,9 +298,10 @@ class RecsysService:
     ) -> FeedbackResponse:
         """Record what the user did with a recommended item (joined to the answer by request_id)."""
         response = FeedbackResponse(request_id=new_request_id(), accepted=True, model_version=self.current.version)
-        self.events.append({"kind": "feedback", "request_id": response.request_id, "served_at": now(),
-                            "user_id": None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key), "item_id": item_id, "event": event,
-                            "answer_request_id": request_id, "model_version": response.model_version})  # fmt: skip
+        self.events.append(FeedbackRecord(request_id=response.request_id, served_at=now(),
+                                          user_id=None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key),
+                                          item_id=item_id, event=event, answer_request_id=request_id,
+                                          model_version=response.model_version))  # fmt: skip
         return response
 
 

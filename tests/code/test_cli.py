@@ -57,7 +57,7 @@ def test_replaying_traffic_loads_neither_keras_nor_tensorflow() -> None:
     import subprocess
     import sys
 
-    simulate_imports = "import recsys.app.cli, recsys.data.ingest, recsys.monitoring.traffic, recsys.progress, recsys.schemas"
+    simulate_imports = "import recsys.app.cli, recsys.data.ingest, recsys.simulation.traffic, recsys.progress, recsys.schemas"
     code = f"import sys; {simulate_imports}; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 

@@ -18,14 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.monitoring.drift import DriftResult, drift_report
+from recsys.monitoring.features import FEATURES, request_features
 from recsys.monitoring.policy import PolicyConfig, decide
-from recsys.monitoring.reports import (
-    FEATURES,
-    DriftResult,
-    drift_report,
-    read_request_log,
-    request_features,
-)
+from recsys.monitoring.request_log import read_request_log
 
 PROJECT = "recsys-test"
 N_REF, N_CUR = 600, 300
@@ -119,6 +115,32 @@ def test_missing_log_names_path(tmp_path: Path) -> None:
         read_request_log(missing)
 
 
+def test_the_log_the_service_writes_is_the_log_the_monitor_reads(tmp_path: Path) -> None:
+    """Records the service appends read back field for field (a forgotten user's id is null);
+    a line that is JSON but no valid record is skipped like a torn one; feedback joins its answer."""
+    from recsys.monitoring.request_log import online_hits, read_feedback
+    from recsys.schemas import FeedbackRecord, RequestRecord, SimilarItemsRecord
+    from recsys.serving.logic import RequestLog
+
+    written = [RequestRecord(**r) for r in make_records(5, seed=9)]
+    written.append(written[0].model_copy(update={"request_id": "forgotten", "user_id": None}))
+    requests, events = RequestLog(tmp_path / "requests.jsonl"), RequestLog(tmp_path / "events.jsonl")
+    for record in written:
+        requests.append(record)
+    at = written[0].served_at
+    events.append(FeedbackRecord(request_id="f1", served_at=at, user_id=None, item_id="i1", event="purchase", answer_request_id="9-2", model_version="3"))
+    events.append(SimilarItemsRecord(request_id="s1", served_at=at, item_id="i1", k=2, items=["i2", "i3"], model_version="3"))
+    requests.close()
+    events.close()
+    for path in (requests.path, events.path):
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write('{"request_id": "no-items", "kind": "feedback", "served_at": "2026-11-28T00:00:00+00:00"}\n')
+    df = read_request_log(requests.path)
+    assert df.attrs["skipped_lines"] == 1 and [RequestRecord(**row) for row in df.to_dict("records")] == written
+    assert read_feedback(events.path).attrs["skipped_lines"] == 1  # the lookup is valid, only not feedback
+    assert online_hits(df, events.path).tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    assert online_hits(df, tmp_path / "no-events.jsonl") is None  # no feedback channel yet: no hit rate at all
+
 def test_request_features(tmp_path: Path) -> None:
     records = make_records(60, seed=7)
     feats = request_features(read_request_log(write_jsonl(tmp_path / "log.jsonl", records)))
@@ -189,7 +211,7 @@ def test_too_small_windows_raise(runs: dict[str, Any], tmp_path: Path) -> None:
 
 def test_read_drift_handles_distance_methods() -> None:
     """Above 1000 reference rows Evidently switches to distances, where *large* means drift."""
-    from recsys.monitoring.reports import _read_drift
+    from recsys.monitoring.drift import _read_drift
 
     def value_drift(column: str, method: str, value: float, threshold: float) -> dict[str, Any]:
         config = {"type": "evidently:metric_v2:ValueDrift", "column": column, "method": method, "threshold": threshold}
@@ -222,7 +244,8 @@ def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
     """Online hit rate and coverage reach the workspace as per-window means, beside drift."""
     from evidently.ui.workspace import Workspace
 
-    from recsys.monitoring.reports import TRACKED, add_coverage
+    from recsys.monitoring.dashboard import TRACKED
+    from recsys.monitoring.features import add_coverage
 
     def window(seed: int, hit_every: int) -> pd.DataFrame:
         records = read_request_log(write_jsonl(tmp_path / f"{seed}.jsonl", make_records(N_CUR, seed=seed)))
@@ -243,7 +266,7 @@ def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:
 
 def test_embedding_drift_of_served_items() -> None:
     """Answers that move to other items move the served centroid; the same answers do not."""
-    from recsys.monitoring.reports import add_embedding_drift, served_centroid
+    from recsys.monitoring.features import add_embedding_drift, served_centroid
 
     vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
     index = {"a": 0, "b": 1, "c": 2}
@@ -260,7 +283,7 @@ def test_embedding_drift_of_served_items() -> None:
 def test_serving_cost_per_1k_recommendations_on_the_dashboard(tmp_path: Path) -> None:
     """The service's logged CPU time becomes cost per 1,000 recommendations per window, beside hit rate;
     the reference (made from training data) has no CPU times and needs none."""
-    from recsys.monitoring.reports import add_cost
+    from recsys.monitoring.features import add_cost
 
     reference = request_features(read_request_log(write_jsonl(tmp_path / "ref.jsonl", make_records(N_CUR, seed=21))))
     records = make_records(N_CUR, seed=22)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from recsys.monitoring.drift import DriftResult
 from recsys.monitoring.policy import (
     Decision,
     NewData,
@@ -20,7 +21,6 @@ from recsys.monitoring.policy import (
     judge_window,
     load_history,
 )
-from recsys.monitoring.reports import DriftResult
 
 NOW = datetime(2011, 11, 1, 12, 0)
 CONFIG = PolicyConfig(threshold=0.5, min_window=100, consecutive=2, cooldown_hours=48, max_retrains_per_day=1, min_new_interactions=500)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from recsys.data.ingest import Dataset
-from recsys.monitoring.shifts import inject
 from recsys.schemas import CATEGORY_COL, ITEM_COL, TS_COL, USER_COL
+from recsys.simulation.shifts import inject
 
 AT = "2024-03-01"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.monitoring.timeline import WindowRow, loop_figures, plot_timeline
+from recsys.simulation.timeline import WindowRow, loop_figures, plot_timeline
 
 
 def row(n: int, end: str, hit: float, decision: str = "hold: threshold", version: str = "1", requests: int = 300) -> WindowRow:

@@ -16,8 +16,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from recsys import platform, registry
 from recsys.app import stack
 from recsys.data.synthetic import make_synthetic
-from recsys.monitoring.timeline import loop_figures
 from recsys.settings import get_settings
+from recsys.simulation.timeline import loop_figures
 from tests.conftest import free_port
 
 CUT, SHIFT = "2024-03-01", "2024-03-13"

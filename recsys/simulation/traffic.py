@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 
 from recsys.models.base import EmbeddingModel
-from recsys.schemas import DEFAULT_K, ITEM_COL, TS_COL, USER_COL
+from recsys.schemas import DEFAULT_K, ITEM_COL, TS_COL, USER_COL, RequestRecord
 from recsys.serving.logic import recommend_one
 
 
@@ -87,7 +87,8 @@ def reference_records(
     model: EmbeddingModel, interactions: pd.DataFrame, cut: str | pd.Timestamp, days: int = 28,
     max_requests: int = 2000, k: int = DEFAULT_K, seed: int = 0,
 ) -> pd.DataFrame:
-    """Request-log records for the last `days` of the training period, as-of `days` before `cut`."""
+    """Request-log records (`RequestRecord` fields, and the `hit` online feedback would show) for
+    the last `days` of the training period, served as-of `days` before `cut`."""
     cut = pd.Timestamp(cut)
     as_of = cut - pd.Timedelta(days=days)
     before = interactions[interactions[TS_COL] < as_of]
@@ -95,32 +96,28 @@ def reference_records(
     period = visits(interactions[(interactions[TS_COL] >= as_of) & (interactions[TS_COL] < cut)])
     if len(period) > max_requests:
         period = period.sample(max_requests, random_state=seed).sort_values(TS_COL)
-    records = []
+    records: list[RequestRecord] = []
+    hits: list[bool] = []
     for user, ts, bought in zip(period[USER_COL].astype(str), period[TS_COL], period["bought"]):
         known = user in history.index and user in model.user_index
         rec = recommend_one(model, user if known else "\0unknown", k)  # served exactly as live
+        at = ts.isoformat()
         records.append(
-            {
-                "request_id": f"ref-{len(records)}",
-                "served_at": ts.isoformat(),
-                "event_time": ts.isoformat(),
-                "user_id": user,
-                "k": k,
-                "items": [i for i, _ in rec.items],
-                "scores": [s for _, s in rec.items],
-                "fallback": not known,
-                "model_version": "reference",
-                "history_len": rec.history_len,
-                "rec_popularity": rec.rec_popularity,
-                "hit": bool({i for i, _ in rec.items} & set(bought)),  # what online feedback would show
-            }
+            RequestRecord(
+                request_id=f"ref-{len(records)}",
+                served_at=at,
+                event_time=at,
+                user_id=user,
+                k=k,
+                items=[i for i, _ in rec.items],
+                scores=[s for _, s in rec.items],
+                fallback=not known,
+                model_version="reference",
+                history_len=rec.history_len,
+                rec_popularity=rec.rec_popularity,
+            )
         )
+        hits.append(bool({i for i, _ in rec.items} & set(bought)))  # what online feedback would show
     if not records:
         raise ValueError(f"no training-period traffic between {as_of} and {cut} to build a reference from")
-    return pd.DataFrame(records)
-
-
-def window_end(records: pd.DataFrame) -> str:
-    """One second after the latest event time of a log window: the end of the new data."""
-    times = pd.to_datetime(records["event_time"].fillna(records["served_at"]), format="ISO8601", utc=True)
-    return (times.max().tz_localize(None) + pd.Timedelta(seconds=1)).isoformat()
+    return pd.DataFrame([r.model_dump() for r in records]).assign(hit=hits)
