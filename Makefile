@@ -42,10 +42,11 @@ test: install browser-deps java-deps
 test-fast: install
 	$(BIN)/python -m pytest tests/code tests/data tests/model
 
-# ruff over the whole tree and the import-linter layer contracts, both configured in pyproject.toml,
+# ruff (lint and format) over the whole tree and the import-linter layer contracts, both configured in pyproject.toml,
 # and the dependency checks (declared = imported, pins = lock) (CI runs it after the tests).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/code/test_pins.py
 

@@ -110,14 +110,18 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
 
 
 def table(name: str, rows: dict[str, Row]) -> str:
-    head = (f"{'model':<14} {'val NDCG':>8} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} "
-            f"{'train CPU s':>11} {'µs/user':>8} {'seconds':>8}  chosen")  # fmt: skip
+    head = (
+        f"{'model':<14} {'val NDCG':>8} {'NDCG@10':>8} {'95% CI':>17} {'Recall@20':>9} {'coverage':>8} "
+        f"{'train CPU s':>11} {'µs/user':>8} {'seconds':>8}  chosen"
+    )
     lines = [f"== {name} (chosen on validation, refit on train+validation, scored on test) ==", head]
     for label, row in rows.items():
         m = row.test
         ci = f"[{m['ndcg_at_10_lo']:.4f}, {m['ndcg_at_10_hi']:.4f}]"
-        lines.append(f"{label:<14} {row.val_ndcg:>8.4f} {m['ndcg_at_10']:>8.4f} {ci:>17} {m['recall_at_20']:>9.4f} "
-                     f"{m['coverage']:>8.3f} {row.train_cpu_s:>11.1f} {row.serve_us:>8.0f} {row.seconds:>8.1f}  {row.config}")  # fmt: skip
+        lines.append(
+            f"{label:<14} {row.val_ndcg:>8.4f} {m['ndcg_at_10']:>8.4f} {ci:>17} {m['recall_at_20']:>9.4f} "
+            f"{m['coverage']:>8.3f} {row.train_cpu_s:>11.1f} {row.serve_us:>8.0f} {row.seconds:>8.1f}  {row.config}"
+        )
     return "\n".join(lines)
 
 

@@ -101,9 +101,11 @@ def data_path(n: int, folder: Path) -> dict[str, float]:
         ratios.append(model.pipeline_ratio(RATIO_STEPS)["ratio"])
     stage("pipeline", start)
     stage.row.update(
-        examples_per_s=statistics.median(rates), examples_per_s_spread=max(rates) - min(rates),
-        pipeline_ratio=statistics.median(ratios), pipeline_ratio_spread=max(ratios) - min(ratios),
-    )  # fmt: skip
+        examples_per_s=statistics.median(rates),
+        examples_per_s_spread=max(rates) - min(rates),
+        pipeline_ratio=statistics.median(ratios),
+        pipeline_ratio_spread=max(ratios) - min(ratios),
+    )
 
     start = time.perf_counter()
     model.keras_model.fit(model.dataset().take(TRAIN_STEPS), epochs=1, verbose=0)
@@ -113,8 +115,14 @@ def data_path(n: int, folder: Path) -> dict[str, float]:
     exported = model.export_now()
     metrics = evaluate(exported, split.test, ks=(10,), bootstrap=200, max_users=EVAL_USERS)
     stage("evaluate", start)
-    stage.row.update(ndcg_at_10=metrics["ndcg_at_10"], ndcg_lo=metrics["ndcg_at_10_lo"], ndcg_hi=metrics["ndcg_at_10_hi"],
-                     eval_users=metrics["n_users"], test_users=metrics["n_test_users"], items=float(exported.n_items))  # fmt: skip
+    stage.row.update(
+        ndcg_at_10=metrics["ndcg_at_10"],
+        ndcg_lo=metrics["ndcg_at_10_lo"],
+        ndcg_hi=metrics["ndcg_at_10_hi"],
+        eval_users=metrics["n_users"],
+        test_users=metrics["n_test_users"],
+        items=float(exported.n_items),
+    )
 
     start = time.perf_counter()
     _, report = build_checked(exported.item_vectors, exported.user_vectors)
@@ -133,8 +141,14 @@ def index_build(n_items: int, dim: int = 64) -> dict[str, float]:
     users = rng.normal(size=(2000, dim)).astype(np.float32)
     before, start = peak_rss_gib(), time.perf_counter()
     _, report = build_checked(items, users)
-    return {"items": float(n_items), "seconds": time.perf_counter() - start, "recall": report.recall,
-            "vectors_gib": items.nbytes / 1024**3, "peak_gib": peak_rss_gib(), "peak_before_gib": before}  # fmt: skip
+    return {
+        "items": float(n_items),
+        "seconds": time.perf_counter() - start,
+        "recall": report.recall,
+        "vectors_gib": items.nbytes / 1024**3,
+        "peak_gib": peak_rss_gib(),
+        "peak_before_gib": before,
+    }
 
 
 def _child(n: int, flag: str = "--child") -> dict[str, float] | str:
@@ -142,8 +156,11 @@ def _child(n: int, flag: str = "--child") -> dict[str, float] | str:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.scale", flag, str(n)],
-            capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
     except subprocess.TimeoutExpired:
         return f"did not finish in {CHILD_TIMEOUT_S}s"
     if done.returncode != 0:
@@ -214,8 +231,10 @@ def _workers() -> None:
 
 
 def _index_line(r: dict[str, float]) -> str:
-    return (f"HNSW built and checked in {r['seconds']:.0f}s, recall@100 {r['recall']:.3f}, vectors {r['vectors_gib']:.2f} GiB, "
-            f"peak RSS {r['peak_gib']:.2f} GiB (before the build {r['peak_before_gib']:.2f} GiB)")  # fmt: skip
+    return (
+        f"HNSW built and checked in {r['seconds']:.0f}s, recall@100 {r['recall']:.3f}, vectors {r['vectors_gib']:.2f} GiB, "
+        f"peak RSS {r['peak_gib']:.2f} GiB (before the build {r['peak_before_gib']:.2f} GiB)"
+    )
 
 
 def _print_table(rows: dict[int, dict[str, float] | str]) -> None:
@@ -226,13 +245,18 @@ def _print_table(rows: dict[int, dict[str, float] | str]) -> None:
             print(f"{n:>12,} {row}")
             continue
         seconds = " ".join(f"{row[f'{s}_s']:>8.1f}" for s in STAGES)
-        print(f"{n:>12,} {seconds} {row['total_s']:>7.1f} {row['gx_rows_per_s']:>10,.0f} {row['examples_per_s']:>8,.0f} "
-              f"{row['pipeline_ratio']:>6.2f} {row['index_peak_gib']:>6.2f}")  # fmt: skip
+        print(
+            f"{n:>12,} {seconds} {row['total_s']:>7.1f} {row['gx_rows_per_s']:>10,.0f} {row['examples_per_s']:>8,.0f} "
+            f"{row['pipeline_ratio']:>6.2f} {row['index_peak_gib']:>6.2f}"
+        )
         print(f"{'peak GiB':>12} " + " ".join(f"{row[f'{s}_peak_gib']:>8.2f}" for s in STAGES))
-        print(f"{'':>12} rows {row['rows']:,.0f}, examples {row['examples']:,.0f}, items {row['items']:,.0f}; "
-              f"ex/s spread {row['examples_per_s_spread']:,.0f}, ratio spread {row['pipeline_ratio_spread']:.2f}; "
-              f"NDCG@10 {row['ndcg_at_10']:.4f} [{row['ndcg_lo']:.4f}, {row['ndcg_hi']:.4f}] on {row['eval_users']:,.0f} of "
-              f"{row['test_users']:,.0f} test users after {TRAIN_STEPS} steps; index recall@100 {row['index_recall']:.3f}", flush=True)  # fmt: skip
+        print(
+            f"{'':>12} rows {row['rows']:,.0f}, examples {row['examples']:,.0f}, items {row['items']:,.0f}; "
+            f"ex/s spread {row['examples_per_s_spread']:,.0f}, ratio spread {row['pipeline_ratio_spread']:.2f}; "
+            f"NDCG@10 {row['ndcg_at_10']:.4f} [{row['ndcg_lo']:.4f}, {row['ndcg_hi']:.4f}] on {row['eval_users']:,.0f} of "
+            f"{row['test_users']:,.0f} test users after {TRAIN_STEPS} steps; index recall@100 {row['index_recall']:.3f}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -268,8 +292,10 @@ def main() -> None:
         raise SystemExit("no size finished")
     largest = done[max(done)]
     growth = done[max(done)]["total_s"] / done[5_000_000]["total_s"] if 5_000_000 in done and max(done) > 5_000_000 else float("nan")
-    print(f"scale: rows={max(done)} peak-rss-gib={largest['index_peak_gib']:.2f} gx-rows-per-s={largest['gx_rows_per_s']:.0f} "
-          f"pipeline-ratio={largest['pipeline_ratio']:.2f} growth-5m-to-20m={growth:.2f} spark-gx={'pass' if spark_ok else 'fail'}")  # fmt: skip
+    print(
+        f"scale: rows={max(done)} peak-rss-gib={largest['index_peak_gib']:.2f} gx-rows-per-s={largest['gx_rows_per_s']:.0f} "
+        f"pipeline-ratio={largest['pipeline_ratio']:.2f} growth-5m-to-20m={growth:.2f} spark-gx={'pass' if spark_ok else 'fail'}"
+    )
 
 
 if __name__ == "__main__":

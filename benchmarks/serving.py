@@ -130,8 +130,7 @@ class Target:
         """The rounds at one concurrency: median of each figure, errors and requests summed."""
         runs = self.runs[concurrency]
         med = {f: float(np.median([getattr(r, f) for r in runs])) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
-        return wrk.WrkResult(concurrency, sum(r.requests for r in runs), errors=sum(r.errors for r in runs),
-                             non_2xx=sum(r.non_2xx for r in runs), **med)  # fmt: skip
+        return wrk.WrkResult(concurrency, sum(r.requests for r in runs), errors=sum(r.errors for r in runs), non_2xx=sum(r.non_2xx for r in runs), **med)
 
     def cpu_us(self, concurrency: int) -> float:
         return float(np.median(self.cpu[concurrency]))
@@ -166,8 +165,7 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="recsys-bench-")) / "home"
-    os.environ.update(RECSYS_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), RECSYS_SERVE_PORT=str(args.port),
-                      BENTOML_DO_NOT_TRACK="True")  # fmt: skip
+    os.environ.update(RECSYS_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), RECSYS_SERVE_PORT=str(args.port), BENTOML_DO_NOT_TRACK="True")
     get_settings.cache_clear()
     settings = get_settings()
     champion(settings, args.epochs)
@@ -180,8 +178,7 @@ def main() -> None:
     bodies = [f'{{"user_id": "{u}", "k": 10}}' for u in users]
     mlf_bodies = [f'{{"dataframe_records": [{{"user_id": "{u}", "k": 10}}]}}' for u in users]
     # mlflow starts `uvicorn` through bash: this environment's bin must come first on PATH.
-    env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "RECSYS_SERVE_WORKERS": str(WORKERS)}  # fmt: skip
+    env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RECSYS_SERVE_WORKERS": str(WORKERS)}
     logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True)
     bento_url, mlflow_url, floor_url, minimum_url = (f"http://127.0.0.1:{args.port + i}" for i in range(4))
@@ -192,15 +189,35 @@ def main() -> None:
         bento_pid = stack.enter_context(server("bentoml", spec.command, spec.health_url, env, logs / "bentoml.log"))
         # The floor answers the bytes of a real answer: every server sends as much per request.
         floor_body.write_bytes(httpx.post(f"{bento_url}/recommend", json={"user_id": users[0], "k": 10}).content)
-        mlflow_cmd = [platform.bin_path("mlflow"), "models", "serve", "-m", f"models:/{settings.registered_model}@champion",
-                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(args.port + 1), "-w", str(WORKERS)]  # fmt: skip
-        floor_cmd = [platform.bin_path("uvicorn"), "benchmarks.floor_app:app", "--port", str(args.port + 2),
-                     "--workers", str(WORKERS), "--log-level", "warning"]  # fmt: skip
+        mlflow_cmd = [
+            platform.bin_path("mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{settings.registered_model}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(args.port + 1),
+            "-w",
+            str(WORKERS),
+        ]
+        floor_cmd = [
+            platform.bin_path("uvicorn"),
+            "benchmarks.floor_app:app",
+            "--port",
+            str(args.port + 2),
+            "--workers",
+            str(WORKERS),
+            "--log-level",
+            "warning",
+        ]
         mlflow_pid = stack.enter_context(server("mlflow", mlflow_cmd, f"{mlflow_url}/ping", env, logs / "mlflow.log"))
         floor_env = {**env, "RECSYS_FLOOR_BODY": str(floor_body)}
         floor_pid = stack.enter_context(server("floor", floor_cmd, f"{floor_url}/health", floor_env, logs / "floor.log"))
-        minimum_cmd = [platform.bin_path("bentoml"), "serve", "benchmarks.bento_min:Minimal", "--host", "127.0.0.1",
-                       "--port", str(args.port + 3)]  # fmt: skip
+        minimum_cmd = [platform.bin_path("bentoml"), "serve", "benchmarks.bento_min:Minimal", "--host", "127.0.0.1", "--port", str(args.port + 3)]
         minimum_pid = stack.enter_context(server("bento-min", minimum_cmd, f"{minimum_url}/readyz", floor_env, logs / "bento-min.log"))
         script = wrk.lua_script(bodies, "/recommend")
         targets = [
@@ -209,10 +226,13 @@ def main() -> None:
             Target("floor", floor_url, script, floor_pid),
             Target("bento-min", minimum_url, script, minimum_pid),
         ]
-        print(f"setup: {WORKERS} worker per server (processes in each tree: "
-              + ", ".join(f"{t.name} {t.processes()}" for t in targets)
-              + f"); wrk -t min(c,2) --timeout 5s, {args.rounds} interleaved rounds of {args.seconds} s runs, medians; "
-              f"floor body {floor_body.stat().st_size} bytes = a real /recommend answer", flush=True)  # fmt: skip
+        print(
+            f"setup: {WORKERS} worker per server (processes in each tree: "
+            + ", ".join(f"{t.name} {t.processes()}" for t in targets)
+            + f"); wrk -t min(c,2) --timeout 5s, {args.rounds} interleaved rounds of {args.seconds} s runs, medians; "
+            f"floor body {floor_body.stat().st_size} bytes = a real /recommend answer",
+            flush=True,
+        )
 
         before = log_lines(settings.request_log)
         warm = {t.name: wrk.run(t.url, t.script, 16, 2) for t in targets}  # connection pools, lazy imports, caches
@@ -240,11 +260,12 @@ def main() -> None:
     print("\ntarget     c=16 req/s  x bentoml  p99@16 ms  p99@64 ms  cpu us/req@16")
     for t in targets:
         r16, r64 = res[t.name][16], res[t.name][64]
-        print(f"{t.name:<9} {r16.rps:>11.0f}  {r16.rps / b[16].rps:>9.2f}  {r16.p99_ms:>9.2f}  "
-              f"{r64.p99_ms:>9.2f}  {t.cpu_us(16):>13.0f}")  # fmt: skip
+        print(f"{t.name:<9} {r16.rps:>11.0f}  {r16.rps / b[16].rps:>9.2f}  {r16.p99_ms:>9.2f}  {r64.p99_ms:>9.2f}  {t.cpu_us(16):>13.0f}")
     print(f"\nrequest log lines lost: {lost}; http p50 at c=1 {b[1].p50_ms:.2f} ms vs in-process {inproc_ms:.3f} ms")
-    print(f"bentoml's own minimum: bentoml/bento-min={b[16].rps / res['bento-min'][16].rps:.2f} "
-          f"bento-min/floor={res['bento-min'][16].rps / res['floor'][16].rps:.2f} (throughput at c=16)")  # fmt: skip
+    print(
+        f"bentoml's own minimum: bentoml/bento-min={b[16].rps / res['bento-min'][16].rps:.2f} "
+        f"bento-min/floor={res['bento-min'][16].rps / res['floor'][16].rps:.2f} (throughput at c=16)"
+    )
     print(
         f"serving: throughput bentoml/mlflow={b[16].rps / res['mlflow'][16].rps:.2f} "
         f"bentoml/floor={b[16].rps / res['floor'][16].rps:.2f} "

@@ -49,8 +49,10 @@ class WrkResult:
         return self.requests - self.non_2xx
 
     def row(self, name: str) -> str:
-        return (f"{name:<8} c={self.concurrency:<3} {self.rps:>9.0f} req/s  p50 {self.p50_ms:>7.2f} ms  "
-                f"p95 {self.p95_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors}")  # fmt: skip
+        return (
+            f"{name:<8} c={self.concurrency:<3} {self.rps:>9.0f} req/s  p50 {self.p50_ms:>7.2f} ms  "
+            f"p95 {self.p95_ms:>7.2f} ms  p99 {self.p99_ms:>7.2f} ms  errors {self.errors}"
+        )
 
 
 def lua_script(bodies: list[str], path: str) -> Path:
@@ -69,5 +71,4 @@ def run(base_url: str, script: Path, concurrency: int, seconds: int) -> WrkResul
     line = next(line for line in out.splitlines() if line.startswith("WRKJSON "))
     s = json.loads(line.removeprefix("WRKJSON "))
     errors = s["connect"] + s["read"] + s["write"] + s["status"] + s["timeout"]
-    return WrkResult(concurrency, s["requests"], s["requests"] / s["seconds"], s["p50"] / 1e3, s["p95"] / 1e3,
-                     s["p99"] / 1e3, errors, s["status"])  # fmt: skip
+    return WrkResult(concurrency, s["requests"], s["requests"] / s["seconds"], s["p50"] / 1e3, s["p95"] / 1e3, s["p99"] / 1e3, errors, s["status"])

@@ -83,9 +83,14 @@ def monitor(dataset: str = "online-retail", window: int | None = None) -> Window
     reference, cut, version, model, reference_centroid = reference_window(dataset)
     result, end, hit_rate = compare(reference, window or settings.window_size, model, reference_centroid)
     check = judge_window(
-        result, PolicyConfig.from_settings(settings), settings.policy_history, end, hit_rate, version,
+        result,
+        PolicyConfig.from_settings(settings),
+        settings.policy_history,
+        end,
+        hit_rate,
+        version,
         lambda: new_data_check(dataset, cut, end),
-    )  # fmt: skip
+    )
     if check.new_data is not None:
         new = check.new_data
         logger.info("new data: %d interactions since %s; GX gate %s (%s)", new.interactions, cut, "passed" if new.gate_passed else "FAILED", new.docs)

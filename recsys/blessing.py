@@ -81,10 +81,7 @@ def _cost_rule(rule: CostRule, value: float, best: float, metric: str, costs: di
     The largest cost factor over the champion (training CPU seconds, serving CPU µs per user)
     decides; a cost either side did not record cannot be compared and is left out.
     """
-    factors = {
-        k: costs["candidate"][k] / costs["champion"][k]
-        for k in COSTS if k in costs["candidate"] and costs["champion"].get(k, 0) > 0
-    }
+    factors = {k: costs["candidate"][k] / costs["champion"][k] for k in COSTS if k in costs["candidate"] and costs["champion"].get(k, 0) > 0}
     if not factors:
         return True, "cost rule: no cost recorded for both candidate and champion; the quality rule decides"
     name, factor = max(factors.items(), key=lambda kv: kv[1])
@@ -93,5 +90,7 @@ def _cost_rule(rule: CostRule, value: float, best: float, metric: str, costs: di
     needed = best * (1 + rule.min_gain)
     ok = value >= needed
     verdict = "pays for it" if ok else "does not pay for it"
-    return ok, (f"cost rule: candidate's {name} is {factor:.2f}x the champion's (above {rule.max_factor:g}x), so it must beat "
-                f"the champion's {metric} by {rule.min_gain:.0%} ({needed:.4f}); {value:.4f} {verdict}")  # fmt: skip
+    return ok, (
+        f"cost rule: candidate's {name} is {factor:.2f}x the champion's (above {rule.max_factor:g}x), so it must beat "
+        f"the champion's {metric} by {rule.min_gain:.0%} ({needed:.4f}); {value:.4f} {verdict}"
+    )

@@ -37,8 +37,11 @@ class Cost:
 
     def metrics(self, prefix: str = "train_") -> dict[str, float]:
         values = {
-            "wall_s": self.wall_s, "cpu_s": self.cpu_s, "peak_rss_gib": self.peak_rss_gib,
-            "examples_per_s": self.examples_per_s, "cost": self.money,
+            "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "peak_rss_gib": self.peak_rss_gib,
+            "examples_per_s": self.examples_per_s,
+            "cost": self.money,
         }
         if self.gpu_s > 0:
             values |= {"gpu_s": self.gpu_s, "peak_gpu_gib": self.peak_gpu_gib}

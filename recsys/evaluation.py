@@ -71,9 +71,7 @@ _FUNCTIONS = {
 }
 
 
-def recommend_ids(
-    model: EmbeddingModel, user_ids: Sequence[str], k: int, batch: int = 1024, exclude: pd.DataFrame | None = None
-) -> list[list[str]]:
+def recommend_ids(model: EmbeddingModel, user_ids: Sequence[str], k: int, batch: int = 1024, exclude: pd.DataFrame | None = None) -> list[list[str]]:
     """Top-k item ids for each user id (popularity for users the model does not know).
 
     `exclude` holds the interactions whose items must not be recommended (the split's train
@@ -119,11 +117,7 @@ def top_k_stable(scores: np.ndarray, k: int) -> list[np.ndarray]:
 
 def per_user_metrics(truth: pd.Series, recs: list[list[str]], ks: Sequence[int], names: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
     """Each metric@k for every user (rows aligned with `truth`), the input of means and CIs."""
-    return {
-        f"{name}_at_{k}": np.array([_FUNCTIONS[name](t, r, k) for t, r in zip(truth.tolist(), recs)], dtype=float)
-        for k in ks
-        for name in names
-    }
+    return {f"{name}_at_{k}": np.array([_FUNCTIONS[name](t, r, k) for t, r in zip(truth.tolist(), recs)], dtype=float) for k in ks for name in names}
 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -138,8 +132,13 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n: int = 200, seed: int =
 
 
 def evaluate(
-    model: EmbeddingModel, test: pd.DataFrame, ks: Sequence[int] = KS, bootstrap: int = 0, seed: int = 0,
-    exclude: pd.DataFrame | None = None, max_users: int | None = None,
+    model: EmbeddingModel,
+    test: pd.DataFrame,
+    ks: Sequence[int] = KS,
+    bootstrap: int = 0,
+    seed: int = 0,
+    exclude: pd.DataFrame | None = None,
+    max_users: int | None = None,
 ) -> dict[str, float]:
     """Mean of every metric@k over the test users, plus coverage and mean popularity of recs.
 
@@ -192,8 +191,12 @@ def ranked_truth(test: pd.DataFrame, max_users: int | None, seed: int = 0) -> tu
 
 
 def metric_curve(
-    model: EmbeddingModel, test: pd.DataFrame, max_k: int = 20, names: Sequence[str] = ("ndcg", "recall"),
-    max_users: int | None = None, seed: int = 0,
+    model: EmbeddingModel,
+    test: pd.DataFrame,
+    max_k: int = 20,
+    names: Sequence[str] = ("ndcg", "recall"),
+    max_users: int | None = None,
+    seed: int = 0,
 ) -> dict[str, list[float]]:
     """Mean metric@K for K = 1..max_k: how quality builds up along the ranked list."""
     truth, _ = ranked_truth(test, max_users, seed)

@@ -113,29 +113,48 @@ def prefect_server(settings: Settings) -> ServerSpec:
 def mlflow_server(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.mlflow_port}"
     cmd = [
-        bin_path("mlflow"), "server", "--host", settings.host, "--port", str(settings.mlflow_port),
-        "--backend-store-uri", settings.backend_store_uri,
-        "--artifacts-destination", settings.artifacts_destination,
-        "--workers", "1",
-    ]  # fmt: skip
+        bin_path("mlflow"),
+        "server",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.mlflow_port),
+        "--backend-store-uri",
+        settings.backend_store_uri,
+        "--artifacts-destination",
+        settings.artifacts_destination,
+        "--workers",
+        "1",
+    ]
     return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base, port=settings.mlflow_port)
 
 
 def evidently_ui(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.evidently_port}"
     cmd = [
-        bin_path("evidently"), "ui", "--workspace", str(settings.evidently_workspace.resolve()),
-        "--host", settings.host, "--port", str(settings.evidently_port),
-    ]  # fmt: skip
+        bin_path("evidently"),
+        "ui",
+        "--workspace",
+        str(settings.evidently_workspace.resolve()),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.evidently_port),
+    ]
     return ServerSpec("evidently", "Evidently UI", cmd, f"{base}/api/version", base, start_timeout=60, port=settings.evidently_port)
 
 
 def bentoml_server(settings: Settings) -> ServerSpec:
     base = f"http://{settings.host}:{settings.serve_port}"
     cmd = [
-        bin_path("bentoml"), "serve", "recsys.serving.service:RecsysService",
-        "--host", settings.host, "--port", str(settings.serve_port),
-    ]  # fmt: skip
+        bin_path("bentoml"),
+        "serve",
+        "recsys.serving.service:RecsysService",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.serve_port),
+    ]
     return ServerSpec("bentoml", "Recommendation service (Swagger UI)", cmd, f"{base}/readyz", base, start_timeout=90, port=settings.serve_port)
 
 

@@ -201,10 +201,13 @@ def _audit(log: Path, erasure: Erasure) -> None:
     """Append the erasure as one JSON line (one O_APPEND write), readable by the owner only."""
     log.parent.mkdir(parents=True, exist_ok=True)
     record = {
-        "at": erasure.at, "subject": erasure.subject,
+        "at": erasure.at,
+        "subject": erasure.subject,
         "removed": {k: getattr(erasure, k) for k in ("store_rows", "request_log_lines", "event_log_lines", "model_vectors", "model_files")},
-        "model_version": erasure.model_version, "previous_champion": erasure.previous_champion, "notes": erasure.notes,
-    }  # fmt: skip
+        "model_version": erasure.model_version,
+        "previous_champion": erasure.previous_champion,
+        "notes": erasure.notes,
+    }
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (json.dumps(record) + "\n").encode())

@@ -134,9 +134,7 @@ def set_champion(settings: Settings, version: str) -> None:
     MlflowClient().set_registered_model_alias(settings.registered_model, settings.champion_alias, version)
 
 
-def export_to_bentoml(
-    settings: Settings, version: str, model: EmbeddingModel, ann: faiss.Index | None = None, report: IndexReport | None = None
-) -> str:
+def export_to_bentoml(settings: Settings, version: str, model: EmbeddingModel, ann: faiss.Index | None = None, report: IndexReport | None = None) -> str:
     """Copy a registered version into the BentoML model store; return the BentoML tag.
 
     `model` is that version as the caller already loaded it: it names the example ids that the

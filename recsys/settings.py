@@ -24,9 +24,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSYS_", env_file=".env", extra="ignore")
 
     home: Path = Field(default=Path(".recsys"), description="Folder for all local state")
-    shared_data_dir: Path = Field(
-        default=Path("../shared/data"), description="Copies of public datasets (tests, benchmarks)"
-    )
+    shared_data_dir: Path = Field(default=Path("../shared/data"), description="Copies of public datasets (tests, benchmarks)")
     dataset: str = Field(default="online-retail", description="Default dataset of the demo")
     first_champion_family: CandidateFamily = Field(
         default="ials",
@@ -46,13 +44,9 @@ class Settings(BaseSettings):
         default=None,
         description="Per-user record of the servers recsys started, under any home (default: $XDG_STATE_HOME/recsys or ~/.local/state/recsys)",
     )
-    monitor_interval_minutes: float = Field(
-        default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)"
-    )
+    monitor_interval_minutes: float = Field(default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)")
 
-    mlflow_tracking_uri: str | None = Field(
-        default=None, description="Default: sqlite database under home"
-    )
+    mlflow_tracking_uri: str | None = Field(default=None, description="Default: sqlite database under home")
     # Production backends (docs/production.md): unset, everything stays in files under home.
     mlflow_backend_store_uri: str | None = Field(
         default=None,
@@ -75,20 +69,14 @@ class Settings(BaseSettings):
     champion_alias: str = "champion"
 
     # Serving (read by the BentoML service's own process)
-    bind_host: str = Field(
-        default="127.0.0.1", description="Interface the service binds when started alone; beyond loopback needs RECSYS_ADMIN_TOKEN"
-    )
+    bind_host: str = Field(default="127.0.0.1", description="Interface the service binds when started alone; beyond loopback needs RECSYS_ADMIN_TOKEN")
     serve_workers: int = Field(default=1, description="Service worker processes (a reload swaps the worker it reaches)")
     request_timeout_s: float = Field(default=5.0, description="Service time to first byte before a 504")
     access_log: bool = Field(default=False, description="BentoML's access log lines (the request log has every answer)")
     tracing: bool = Field(default=False, description="BentoML's OpenTelemetry spans per request (for a configured exporter)")
     bento_model: str = Field(default="recsys:latest", description="BentoML model tag the service loads")
-    log_key: SecretStr | None = Field(
-        default=None, description="HMAC key (32+ bytes) pseudonymising user ids in logs; unset: generated into home/secrets"
-    )
-    admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token of the service's admin routes; unset: generated into home/secrets"
-    )
+    log_key: SecretStr | None = Field(default=None, description="HMAC key (32+ bytes) pseudonymising user ids in logs; unset: generated into home/secrets")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of the service's admin routes; unset: generated into home/secrets")
     audit_key: SecretStr | None = Field(
         default=None, description="HMAC key (32+ bytes) of erasure audit entries and tombstones; unset: generated into home/secrets"
     )
@@ -99,29 +87,15 @@ class Settings(BaseSettings):
     batch_size: int = 1024
     learning_rate: float = 0.02
     seed: int = 42
-    eval_max_users: int = Field(
-        default=20_000, description="Above this many test users, metrics rank a fixed random sample of them"
-    )
-    price_per_core_hour: float = Field(
-        default=0.05, description="Example price of one CPU core-hour for cost estimates (use your own)"
-    )
-    price_per_gpu_hour: float = Field(
-        default=2.5, description="Example price of one GPU-hour for cost estimates (use your own)"
-    )
-    cost_aware_blessing: bool = Field(
-        default=False, description="Weigh cost in blessing: a much dearer candidate must also win by a margin"
-    )
-    blessing_max_cost_factor: float = Field(
-        default=2.0, description="Training or serving cost over the champion's above which the margin applies"
-    )
-    blessing_min_gain: float = Field(
-        default=0.05, description="Relative NDCG@10 gain over the champion that a much dearer candidate needs"
-    )
+    eval_max_users: int = Field(default=20_000, description="Above this many test users, metrics rank a fixed random sample of them")
+    price_per_core_hour: float = Field(default=0.05, description="Example price of one CPU core-hour for cost estimates (use your own)")
+    price_per_gpu_hour: float = Field(default=2.5, description="Example price of one GPU-hour for cost estimates (use your own)")
+    cost_aware_blessing: bool = Field(default=False, description="Weigh cost in blessing: a much dearer candidate must also win by a margin")
+    blessing_max_cost_factor: float = Field(default=2.0, description="Training or serving cost over the champion's above which the margin applies")
+    blessing_min_gain: float = Field(default=0.05, description="Relative NDCG@10 gain over the champion that a much dearer candidate needs")
 
     # Monitoring
-    drift_threshold: float = Field(
-        default=0.5, description="Share of drifted columns that starts a retrain"
-    )
+    drift_threshold: float = Field(default=0.5, description="Share of drifted columns that starts a retrain")
     window_size: int = Field(default=500, description="Requests per monitoring window")
     min_window: int = Field(default=100, description="Fewer requests than this never start a retrain")
     drift_consecutive: int = Field(default=2, description="Drifted windows in a row needed to retrain")

@@ -141,7 +141,11 @@ class Fitted:
 
 
 def fit_by_protocol(
-    family: str, settings: Settings, params: dict | None, split: Split, items: pd.DataFrame,
+    family: str,
+    settings: Settings,
+    params: dict | None,
+    split: Split,
+    items: pd.DataFrame,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Fitted:
     """Choose the epoch count on validation (epoch families), then refit on train + validation.
@@ -160,7 +164,11 @@ def fit_by_protocol(
 
 
 def choose_epochs(
-    family: str, settings: Settings, params: dict | None, split: Split, items: pd.DataFrame,
+    family: str,
+    settings: Settings,
+    params: dict | None,
+    split: Split,
+    items: pd.DataFrame,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[Recommender, int, dict[str, list[float]]]:
     """One fit on train, validation scored after each epoch: the fitted model, the best epoch count, the curves."""
@@ -184,8 +192,6 @@ def chosen_epochs(history: dict[str, list[float]]) -> int:
     """The epoch count whose validation NDCG@10 was best (the first of ties; all epochs without a curve)."""
     curve = history.get(f"val_{SELECTION_METRIC}", [])
     return int(np.argmax(curve)) + 1 if curve else len(history.get("loss", [])) or 1
-
-
 
 
 def train_until(dataset: Dataset) -> pd.Timestamp:

@@ -69,8 +69,7 @@ class DataValidationError(RuntimeError):
         self.result = result
         lines = "\n".join(f"  - {f}" for f in result.failed)
         super().__init__(
-            f"data validation {result.result_id} failed, {len(result.failed)} expectation(s):\n"
-            f"{lines}\nData Docs: {result.docs_index or 'not written'}"
+            f"data validation {result.result_id} failed, {len(result.failed)} expectation(s):\n{lines}\nData Docs: {result.docs_index or 'not written'}"
         )
 
 
@@ -219,8 +218,7 @@ def validate_dataset(
         "min_rows": min_rows,
         "max_rows": max_rows,
         "min_timestamp": pd.Timestamp(min_timestamp if min_timestamp is not None else DEFAULT_MIN_TIMESTAMP),
-        "max_timestamp": pd.Timestamp(max_timestamp) if max_timestamp is not None
-        else pd.Timestamp.now().floor("s") + pd.Timedelta(days=1),
+        "max_timestamp": pd.Timestamp(max_timestamp) if max_timestamp is not None else pd.Timestamp.now().floor("s") + pd.Timedelta(days=1),
         "unknown_item_ids": _unknown_item_ids(interactions, items),
     }
     raw_suites = load_suites(suites_dir)
@@ -250,11 +248,12 @@ def validate_dataset(
             suite = ctx.suites.add(gx.ExpectationSuite(**suite_json))
             definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=table, data=batch, suite=suite))
             run = definition.run(
-                batch_parameters={"dataframe": data}, expectation_parameters=params,
-                result_format="SUMMARY", run_id=run_id,
+                batch_parameters={"dataframe": data},
+                expectation_parameters=params,
+                result_format="SUMMARY",
+                run_id=run_id,
             )
-            marker = _spark_fingerprint(spark_df) if spark_df is not None \
-                else run.meta.get("batch_markers", {}).get("pandas_data_fingerprint")
+            marker = _spark_fingerprint(spark_df) if spark_df is not None else run.meta.get("batch_markers", {}).get("pandas_data_fingerprint")
         except Exception as exc:
             log.warning("GX could not validate %s: %s", table, exc, exc_info=True)
             failed.append(f"{table}: validation could not run: {type(exc).__name__}: {exc}")
@@ -297,8 +296,7 @@ def _arrow_strings(frame: pd.DataFrame) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         return frame
     strings = [
-        i for i, dtype in enumerate(frame.dtypes)
-        if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(frame.iloc[:, i], skipna=True) == "string"
+        i for i, dtype in enumerate(frame.dtypes) if pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(frame.iloc[:, i], skipna=True) == "string"
     ]
     if not strings:
         return frame

@@ -79,8 +79,12 @@ def validate_store(
         del frame
         outcomes = {name: result for name in batch}
         if not result.success and len(batch) > 1:  # which file? each alone
-            outcomes = {name: validate_dataset(snap.read(files=[name]), items, where / Path(name).stem, min_rows=1,
-                                               max_rows=max_rows, max_timestamp=max_timestamp, engine=engine) for name in batch}  # fmt: skip
+            outcomes = {
+                name: validate_dataset(
+                    snap.read(files=[name]), items, where / Path(name).stem, min_rows=1, max_rows=max_rows, max_timestamp=max_timestamp, engine=engine
+                )
+                for name in batch
+            }
         for name, outcome in outcomes.items():
             checked[name] = outcome
             if outcome.success:

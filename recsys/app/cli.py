@@ -190,8 +190,16 @@ def train(
         fail("the GX gate failed:\n  " + "\n  ".join(gate.failed) + f"\ndata docs: {gate.docs_index}")
     validation = {"result_id": gate.result_id, "success": True}
     with EpochProgress(epochs or settings.epochs, f"{family} on {data.name}", console) as bar:
-        result = fit(data, temporal_user_split(data.interactions), settings, family, validation, families.by_name(family).candidate,
-                     {"epochs": epochs} if epochs else None, on_epoch=bar.on_epoch_end)  # fmt: skip
+        result = fit(
+            data,
+            temporal_user_split(data.interactions),
+            settings,
+            family,
+            validation,
+            families.by_name(family).candidate,
+            {"epochs": epochs} if epochs else None,
+            on_epoch=bar.on_epoch_end,
+        )
     metrics = {k: round(v, 4) for k, v in result.metrics.items() if k.endswith("_at_10")}
     console.print(f"run {result.run_id}, version {result.version or '(not registered)'}: {metrics}")
     if result.version:
@@ -269,9 +277,11 @@ def forget(user_id: Annotated[str, typer.Argument(help="The user to erase, as th
 
     with console.status("erasing (data stores, logs, models)"):
         erasure = erase(get_settings(), user_id)
-    console.print(f"removed {erasure.store_rows} stored interactions, {erasure.request_log_lines} request and "
-                  f"{erasure.event_log_lines} feedback log lines, {erasure.model_vectors} model vectors; "
-                  f"rewrote {erasure.model_files} stored model files")  # fmt: skip
+    console.print(
+        f"removed {erasure.store_rows} stored interactions, {erasure.request_log_lines} request and "
+        f"{erasure.event_log_lines} feedback log lines, {erasure.model_vectors} model vectors; "
+        f"rewrote {erasure.model_files} stored model files"
+    )
     if erasure.model_version:
         console.print(f"champion is now version {erasure.model_version} (version {erasure.previous_champion} less this user)")
     for note in erasure.notes:
@@ -295,13 +305,16 @@ def monitor(
     with tempfile.TemporaryDirectory() as tmp, console.status("running the monitor flow (see it in the Prefect UI)"):
         result_file = Path(tmp) / "window-check.json"
         cmd = [sys.executable, "-m", "flows.run", "monitor", "--result", str(result_file), f"dataset={dataset or settings.dataset}"]
-        done = subprocess.run(cmd + ([f"window={window}"] if window else []), env={**os.environ, **platform.platform_env(settings)},
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            cmd + ([f"window={window}"] if window else []), env={**os.environ, **platform.platform_env(settings)}, capture_output=True, text=True
+        )
         if done.returncode != 0:
             fail(f"the monitor flow failed:\n{done.stderr[-3000:]}")
         check = TypeAdapter(WindowCheck).validate_json(result_file.read_bytes())
-    console.print(f"drift share {check.drift.drift_share:.2f} over {check.drift.n_current} requests: "
-                  f"{'retrain' if check.retrain else 'no retrain'} ({'; '.join(check.decision.reasons)})")  # fmt: skip
+    console.print(
+        f"drift share {check.drift.drift_share:.2f} over {check.drift.n_current} requests: "
+        f"{'retrain' if check.retrain else 'no retrain'} ({'; '.join(check.decision.reasons)})"
+    )
     console.print(f"report: {check.drift.html_path}")
 
 

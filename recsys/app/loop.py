@@ -80,8 +80,16 @@ def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, ma
             kept = ", not promoted: champion kept" if version == previous else ""
             decision = f"retrain → {state[0] if state else 'not started'}{kept}"
         rows.append(
-            WindowRow(n + 1, watch.window_end[:16], stats.ok, watch.hit_rate if watch.hit_rate is not None else stats.hit_rate,
-                      stats.fallback / max(stats.ok, 1), watch.drift.drift_share, decision, version)  # fmt: skip
+            WindowRow(
+                n + 1,
+                watch.window_end[:16],
+                stats.ok,
+                watch.hit_rate if watch.hit_rate is not None else stats.hit_rate,
+                stats.fallback / max(stats.ok, 1),
+                watch.drift.drift_share,
+                decision,
+                version,
+            )
         )
         print(format_row(rows[-1]), flush=True)
     return rows

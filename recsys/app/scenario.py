@@ -71,10 +71,14 @@ def main(dataset: str, shift: str, share: float, windows: int | None) -> None:
     rows = run_loop(settings, name, scenario.train_until, scenario.window, windows)
     figures = loop_figures(rows, scenario.shift_at)
     plot = plot_timeline(rows, scenario.shift_at, settings.reports_dir / f"loop-{dataset}-{shift}.png", settings.drift_threshold)
-    print(f"\n{figures.undrifted_windows} windows before the shift; hit rate {figures.pre_shift_hit_rate:.3f} before it, "
-          f"{figures.post_retrain_hit_rate if figures.post_retrain_hit_rate is not None else float('nan'):.3f} after the retrain")  # fmt: skip
-    print(f"plot: {plot}\nfinished in {time.monotonic() - started:.0f}s; its servers (home {settings.home.resolve()}) stay up "
-          "for the UIs: stop them with `recsys down`")  # fmt: skip
+    print(
+        f"\n{figures.undrifted_windows} windows before the shift; hit rate {figures.pre_shift_hit_rate:.3f} before it, "
+        f"{figures.post_retrain_hit_rate if figures.post_retrain_hit_rate is not None else float('nan'):.3f} after the retrain"
+    )
+    print(
+        f"plot: {plot}\nfinished in {time.monotonic() - started:.0f}s; its servers (home {settings.home.resolve()}) stay up "
+        "for the UIs: stop them with `recsys down`"
+    )
     print(figures.line())
 
 

@@ -43,9 +43,14 @@ def flow_runner(settings: Settings) -> ServerSpec:
     api = f"http://{settings.host}:{settings.prefect_port}/api"
     probe = f"{api}/deployments/name/{RUNNER_PROBE_DEPLOYMENT}"
     return ServerSpec(
-        "runner", "Flow runner (deployments)", [sys.executable, "-m", "flows.serve"], probe,
-        f"http://{settings.host}:{settings.prefect_port}/deployments", Liveness.PID_AND_HTTP, start_timeout=90,
-    )  # fmt: skip
+        "runner",
+        "Flow runner (deployments)",
+        [sys.executable, "-m", "flows.serve"],
+        probe,
+        f"http://{settings.host}:{settings.prefect_port}/deployments",
+        Liveness.PID_AND_HTTP,
+        start_timeout=90,
+    )
 
 
 def specs(settings: Settings) -> list[ServerSpec]:

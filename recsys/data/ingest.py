@@ -129,27 +129,19 @@ def load_online_retail(path: Path | None = None) -> Dataset:
 
 def load_movielens_100k(folder: Path) -> Dataset:
     """MovieLens 100K from GroupLens's `ml-100k/` folder (u.data, u.item)."""
-    ratings = pd.read_csv(
-        folder / "u.data", sep="\t", names=[USER_COL, ITEM_COL, "rating", "unix"], dtype=str
-    )
+    ratings = pd.read_csv(folder / "u.data", sep="\t", names=[USER_COL, ITEM_COL, "rating", "unix"], dtype=str)
     genres = pd.read_csv(folder / "u.genre", sep="|", names=["genre", "idx"], encoding="latin-1")
     item_cols = ["id", "title", "release", "video", "url", *genres["genre"].tolist()]
-    raw_items = pd.read_csv(
-        folder / "u.item", sep="|", names=item_cols, encoding="latin-1", dtype={"id": str}
-    )
+    raw_items = pd.read_csv(folder / "u.item", sep="|", names=item_cols, encoding="latin-1", dtype={"id": str})
     genre_flags = raw_items[genres["genre"].tolist()].to_numpy()
     first_genre = [genres["genre"].iat[row.argmax()] if row.any() else "unknown" for row in genre_flags]
-    items = pd.DataFrame(
-        {ITEM_COL: raw_items["id"], TITLE_COL: raw_items["title"].fillna(""), CATEGORY_COL: first_genre}
-    )
+    items = pd.DataFrame({ITEM_COL: raw_items["id"], TITLE_COL: raw_items["title"].fillna(""), CATEGORY_COL: first_genre})
     return _movielens("ml-100k", ratings, items)
 
 
 def load_movielens_latest_small(folder: Path) -> Dataset:
     """MovieLens latest-small from GroupLens's `ml-latest-small/` folder (ratings.csv, movies.csv)."""
-    ratings = pd.read_csv(folder / "ratings.csv", dtype=str).rename(
-        columns={"userId": USER_COL, "movieId": ITEM_COL, "timestamp": "unix"}
-    )
+    ratings = pd.read_csv(folder / "ratings.csv", dtype=str).rename(columns={"userId": USER_COL, "movieId": ITEM_COL, "timestamp": "unix"})
     movies = pd.read_csv(folder / "movies.csv", dtype=str)
     items = pd.DataFrame(
         {

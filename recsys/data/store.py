@@ -40,9 +40,7 @@ from recsys.schemas import EVENT_COL, INTERACTION_COLUMNS, ITEM_COL, ITEM_COLUMN
 INTERACTIONS_DIR = "interactions"
 ITEMS_FILE = "items.parquet"
 KEY = [USER_COL, ITEM_COL, TS_COL]  # one event: the store never holds the same key twice
-SCHEMA = pa.schema(
-    [(USER_COL, pa.string()), (ITEM_COL, pa.string()), (TS_COL, pa.timestamp("ns")), (EVENT_COL, pa.string()), (WEIGHT_COL, pa.float64())]
-)
+SCHEMA = pa.schema([(USER_COL, pa.string()), (ITEM_COL, pa.string()), (TS_COL, pa.timestamp("ns")), (EVENT_COL, pa.string()), (WEIGHT_COL, pa.float64())])
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,11 @@ class Snapshot:
         return sorted({_month_of(f) for f in self.files})
 
     def read(
-        self, columns: list[str] | None = None, until: str | pd.Timestamp | None = None,
-        months: list[str] | None = None, files: list[str] | None = None,
+        self,
+        columns: list[str] | None = None,
+        until: str | pd.Timestamp | None = None,
+        months: list[str] | None = None,
+        files: list[str] | None = None,
     ) -> pd.DataFrame:
         """The interactions (canonical columns), only of `months`/`files` and before `until` when given."""
         files = [self.root / f for f in self.files if (months is None or _month_of(f) in months) and (files is None or f in files)]

@@ -46,8 +46,14 @@ def write_synthetic_store(root: Path, n: int, months: int = 24, start: str = "20
 
 
 def _month(
-    rng: np.random.Generator, size: int, begin: pd.Timestamp, end: pd.Timestamp,
-    user_weight: np.ndarray, tastes: np.ndarray, item_cat: np.ndarray, item_weight: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    begin: pd.Timestamp,
+    end: pd.Timestamp,
+    user_weight: np.ndarray,
+    tastes: np.ndarray,
+    item_cat: np.ndarray,
+    item_weight: np.ndarray,
 ) -> pd.DataFrame:
     """One month of sessions: `size` events (a few fewer after dropping same-second duplicates)."""
     n_sessions = max(int(1.05 * size / MEAN_SESSION), 1)  # a few more than needed, cut at `size`

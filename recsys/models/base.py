@@ -78,10 +78,16 @@ class EmbeddingModel:
         counts = np.diff(self.seen_indptr)[keep]
         rows = np.repeat(keep, np.diff(self.seen_indptr))
         return EmbeddingModel(
-            self.user_ids[keep], self.item_ids, self.user_vectors[keep], self.item_vectors, self.popularity,
-            np.concatenate([[0], np.cumsum(counts)]).astype(self.seen_indptr.dtype), self.seen_indices[rows],
-            dict(self.meta), self.item_titles,
-        )  # fmt: skip
+            self.user_ids[keep],
+            self.item_ids,
+            self.user_vectors[keep],
+            self.item_vectors,
+            self.popularity,
+            np.concatenate([[0], np.cumsum(counts)]).astype(self.seen_indptr.dtype),
+            self.seen_indices[rows],
+            dict(self.meta),
+            self.item_titles,
+        )
 
     def save(self, folder: Path) -> Path:
         """Write arrays as .npz and metadata as JSON (no pickles: safe to load anywhere)."""

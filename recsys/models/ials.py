@@ -30,13 +30,23 @@ class IALSModel(FittedModel):
         x = interaction_matrix(train, users, item_ids)
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads thrash
             als = AlternatingLeastSquares(
-                factors=int(p["factors"]), regularization=float(p["regularization"]), alpha=float(p["alpha"]),
-                iterations=int(p["iterations"]), random_state=int(p["seed"]), use_gpu=False,
-            )  # fmt: skip
+                factors=int(p["factors"]),
+                regularization=float(p["regularization"]),
+                alpha=float(p["alpha"]),
+                iterations=int(p["iterations"]),
+                random_state=int(p["seed"]),
+                use_gpu=False,
+            )
             als.fit(x, show_progress=False)
         indptr, indices = build_seen(train, users, item_ids)
         self._model = EmbeddingModel(
-            users, item_ids, np.asarray(als.user_factors, dtype=np.float32), np.asarray(als.item_factors, dtype=np.float32),
-            item_popularity(train, item_ids), indptr, indices, meta={"family": self.family, **p},
-        )  # fmt: skip
+            users,
+            item_ids,
+            np.asarray(als.user_factors, dtype=np.float32),
+            np.asarray(als.item_factors, dtype=np.float32),
+            item_popularity(train, item_ids),
+            indptr,
+            indices,
+            meta={"family": self.family, **p},
+        )
         return self

@@ -47,7 +47,13 @@ class ItemItemRecommender(FittedModel):
         item_vectors[np.searchsorted(item_ids, trained)] = b.T
         indptr, indices = build_seen(train, users, item_ids)
         self._model = EmbeddingModel(
-            users, item_ids, x.toarray(), item_vectors, item_popularity(train, item_ids), indptr, indices,
+            users,
+            item_ids,
+            x.toarray(),
+            item_vectors,
+            item_popularity(train, item_ids),
+            indptr,
+            indices,
             meta={"family": self.family, **self.params},
-        )  # fmt: skip
+        )
         return self

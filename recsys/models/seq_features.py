@@ -154,8 +154,14 @@ def windows(seqs: Sequences, users: np.ndarray, ends: np.ndarray, length: int, a
 
 
 def training_examples(
-    train: pd.DataFrame, users: np.ndarray, item_ids: np.ndarray, length: int, new_items_only: bool,
-    horizon: float = 0.0, seed: int = 0, aged: int | None = None,
+    train: pd.DataFrame,
+    users: np.ndarray,
+    item_ids: np.ndarray,
+    length: int,
+    new_items_only: bool,
+    horizon: float = 0.0,
+    seed: int = 0,
+    aged: int | None = None,
 ) -> dict[str, np.ndarray]:
     """`examples` with their windows materialised: (user, history, ages) -> item, one row each.
 

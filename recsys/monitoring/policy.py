@@ -102,9 +102,7 @@ def decide(
     if hit_rate is not None and baseline:
         dropped = hit_rate < (1 - config.max_hit_rate_drop) * baseline
         relation = "<" if dropped else ">="
-        reasons.append(
-            f"hit rate {hit_rate:.3f} {relation} {1 - config.max_hit_rate_drop:.0%} of version {version}'s calm windows ({baseline:.3f})"
-        )
+        reasons.append(f"hit rate {hit_rate:.3f} {relation} {1 - config.max_hit_rate_drop:.0%} of version {version}'s calm windows ({baseline:.3f})")
     blocked: list[str] = []
     if not drifted and not dropped:
         return Decision(False, reasons, ["threshold"])
@@ -164,7 +162,12 @@ class WindowCheck:
 
 
 def judge_window(
-    drift: DriftResult, config: PolicyConfig, history_path: Path, window_end: str, hit_rate: float | None, version: str,
+    drift: DriftResult,
+    config: PolicyConfig,
+    history_path: Path,
+    window_end: str,
+    hit_rate: float | None,
+    version: str,
     measure_new_data: Callable[[], NewData],
 ) -> WindowCheck:
     """Decide on one window and remember the outcome in the policy's history file.

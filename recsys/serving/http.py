@@ -121,8 +121,9 @@ class RequestGuard:
 
 async def _error(send: Send, status: int, error: str) -> None:
     data = json.dumps({"error": error}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]}
+    )
     await send({"type": "http.response.body", "body": data})
 
 

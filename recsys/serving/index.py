@@ -70,9 +70,7 @@ def kth_exact_score(item_vectors: np.ndarray, queries: np.ndarray, k: int = RECA
     return exact_index(item_vectors).search(_f32(queries), k)[0][:, -1:]
 
 
-def recall_at_k(
-    index: faiss.Index, item_vectors: np.ndarray, queries: np.ndarray, k: int = RECALL_K, kth_exact: np.ndarray | None = None
-) -> float:
+def recall_at_k(index: faiss.Index, item_vectors: np.ndarray, queries: np.ndarray, k: int = RECALL_K, kth_exact: np.ndarray | None = None) -> float:
     """Share of the exact top-k found by `index`, counting ties with the k-th score as found.
 
     Ties matter: popularity-like vectors give many items the same score, and any of them is

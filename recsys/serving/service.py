@@ -55,7 +55,7 @@ from recsys.schemas import (
     RequestRecord,
     SimilarItemsRecord,
     SimilarItemsResponse,
-)  # fmt: skip
+)
 from recsys.serving.http import RequestGuard, admin_app
 from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
@@ -94,9 +94,7 @@ faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads would only c
 # What answering costs, as Prometheus counters on /metrics (bentoml.metrics: multiprocess-safe).
 # CPU time is the handler thread's own (`time.thread_time`): the model, the answer and its log
 # line, not HTTP parsing, so cost per user is comparable between models and releases.
-CPU_SECONDS = bentoml.metrics.Counter(
-    name="recsys_cpu_seconds", documentation="Handler CPU seconds spent answering, per endpoint", labelnames=["endpoint"]
-)
+CPU_SECONDS = bentoml.metrics.Counter(name="recsys_cpu_seconds", documentation="Handler CPU seconds spent answering, per endpoint", labelnames=["endpoint"])
 RECOMMENDED_USERS = bentoml.metrics.Counter(
     name="recsys_recommended_users", documentation="Users given a list of recommendations, per endpoint", labelnames=["endpoint"]
 )
@@ -260,9 +258,7 @@ class RecsysService:
         return response
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000)
-    async def recommend_batch(
-        self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]
-    ) -> list[RecommendResponse]:
+    async def recommend_batch(self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]) -> list[RecommendResponse]:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
         start = time.thread_time()
         state = self.current
@@ -281,11 +277,14 @@ class RecsysService:
         if items is None:
             raise NotFound(f"unknown item_id {item_id!r}: not in the catalogue of model version {state.version}")
         response = SimilarItemsResponse(
-            request_id=new_request_id(), item_id=item_id, model_version=state.version,
+            request_id=new_request_id(),
+            item_id=item_id,
+            model_version=state.version,
             items=[RecommendedItem(item_id=i, title=state.model.title(i), score=s) for i, s in items],
-        )  # fmt: skip
-        self.events.append(SimilarItemsRecord(request_id=response.request_id, served_at=now(), item_id=item_id, k=k,
-                                              items=[i for i, _ in items], model_version=state.version))  # fmt: skip
+        )
+        self.events.append(
+            SimilarItemsRecord(request_id=response.request_id, served_at=now(), item_id=item_id, k=k, items=[i for i, _ in items], model_version=state.version)
+        )
         return response
 
     @bentoml.api
@@ -298,10 +297,17 @@ class RecsysService:
     ) -> FeedbackResponse:
         """Record what the user did with a recommended item (joined to the answer by request_id)."""
         response = FeedbackResponse(request_id=new_request_id(), accepted=True, model_version=self.current.version)
-        self.events.append(FeedbackRecord(request_id=response.request_id, served_at=now(),
-                                          user_id=None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key),
-                                          item_id=item_id, event=event, answer_request_id=request_id,
-                                          model_version=response.model_version))  # fmt: skip
+        self.events.append(
+            FeedbackRecord(
+                request_id=response.request_id,
+                served_at=now(),
+                user_id=None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key),
+                item_id=item_id,
+                event=event,
+                answer_request_id=request_id,
+                model_version=response.model_version,
+            )
+        )
         return response
 
 

@@ -44,9 +44,7 @@ class ReplayStats:
         return self.hits / self.ok if self.ok else 0.0
 
 
-def replay(
-    base_url: str, requests: pd.DataFrame, k: int = DEFAULT_K, rate: float | None = None, timeout: float = 10.0
-) -> ReplayStats:
+def replay(base_url: str, requests: pd.DataFrame, k: int = DEFAULT_K, rate: float | None = None, timeout: float = 10.0) -> ReplayStats:
     """POST each visit to `{base_url}/recommend`, at most `rate` requests/s (None: as fast as served).
 
     When the visit really bought a recommended item, POST /feedback for it, as a shop would.
@@ -84,8 +82,13 @@ def replay(
 
 
 def reference_records(
-    model: EmbeddingModel, interactions: pd.DataFrame, cut: str | pd.Timestamp, days: int = 28,
-    max_requests: int = 2000, k: int = DEFAULT_K, seed: int = 0,
+    model: EmbeddingModel,
+    interactions: pd.DataFrame,
+    cut: str | pd.Timestamp,
+    days: int = 28,
+    max_requests: int = 2000,
+    k: int = DEFAULT_K,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Request-log records (`RequestRecord` fields, and the `hit` online feedback would show) for
     the last `days` of the training period, served as-of `days` before `cut`."""

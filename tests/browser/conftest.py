@@ -25,9 +25,14 @@ from recsys.settings import Settings
 from tests.conftest import SMALL_TRAINING, free_port
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 expect.set_options(timeout=30_000)  # pages of a loaded 2-core machine can take seconds to draw

@@ -24,8 +24,10 @@ def test_cost_rule_refuses_a_much_dearer_candidate_with_a_small_gain() -> None:
     verdict = bless(candidate, CHAMPION, None, cost_rule=RULE)
     assert not verdict.blessed and verdict.rule == "cost"
     assert "train_cpu_s is 10.00x" in verdict.reasons[1] and "0.1050" in verdict.reasons[1] and "does not pay" in verdict.reasons[1]
-    assert verdict.costs == {"candidate": {"train_cpu_s": 100.0, "serve_cpu_us_per_user": 50.0},
-                             "champion": {"train_cpu_s": 10.0, "serve_cpu_us_per_user": 50.0}}  # fmt: skip
+    assert verdict.costs == {
+        "candidate": {"train_cpu_s": 100.0, "serve_cpu_us_per_user": 50.0},
+        "champion": {"train_cpu_s": 10.0, "serve_cpu_us_per_user": 50.0},
+    }
 
 
 def test_cost_rule_accepts_a_large_gain_and_a_cheap_candidate() -> None:

@@ -67,12 +67,14 @@ def _tiny_model() -> EmbeddingModel:
     train = pd.DataFrame({"user_id": ["u1"], "item_id": ["a"]})
     indptr, indices = build_seen(train, users, items)
     return EmbeddingModel(
-        users, items,
+        users,
+        items,
         user_vectors=np.array([[1.0], [1.0]], dtype=np.float32),
         item_vectors=np.array([[3.0], [2.0], [1.0]], dtype=np.float32),
         popularity=np.array([5.0, 1.0, 3.0], dtype=np.float32),
-        seen_indptr=indptr, seen_indices=indices,
-    )  # fmt: skip
+        seen_indptr=indptr,
+        seen_indices=indices,
+    )
 
 
 def test_evaluate_excludes_seen_items_and_falls_back_for_unknown_users() -> None:
@@ -123,8 +125,13 @@ def test_above_max_users_a_fixed_sample_of_test_users_is_ranked() -> None:
     n_users, n_items = 300, 30
     users, items = np.array([f"u{i:03d}" for i in range(n_users)]), np.array([f"i{j}" for j in range(n_items)])
     model = EmbeddingModel(
-        users, items, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_items, 4)).astype(np.float32),
-        np.ones(n_items, dtype=np.float32), np.zeros(n_users + 1, dtype=np.int64), np.zeros(0, dtype=np.int32),
+        users,
+        items,
+        rng.normal(size=(n_users, 4)).astype(np.float32),
+        rng.normal(size=(n_items, 4)).astype(np.float32),
+        np.ones(n_items, dtype=np.float32),
+        np.zeros(n_users + 1, dtype=np.int64),
+        np.zeros(0, dtype=np.int32),
     )
     test = pd.DataFrame({"user_id": np.repeat(users, 2), "item_id": rng.choice(items, 2 * n_users)})
     full = evaluate(model, test)

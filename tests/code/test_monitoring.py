@@ -78,9 +78,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("monitoring")
     ref = read_request_log(write_jsonl(root / "ref.jsonl", make_records(N_REF, seed=1)))
     same = read_request_log(write_jsonl(root / "same.jsonl", make_records(N_CUR, seed=2)))
-    shifted_raw = read_request_log(
-        write_jsonl(root / "shift.jsonl", make_records(N_CUR, seed=3, shift=True), corrupt_at=N_CUR // 2)
-    )
+    shifted_raw = read_request_log(write_jsonl(root / "shift.jsonl", make_records(N_CUR, seed=3, shift=True), corrupt_at=N_CUR // 2))
     ref_f, same_f, shift_f = request_features(ref), request_features(same), request_features(shifted_raw)
     ws = root / "workspace"
     return {
@@ -140,6 +138,7 @@ def test_the_log_the_service_writes_is_the_log_the_monitor_reads(tmp_path: Path)
     assert read_feedback(events.path).attrs["skipped_lines"] == 1  # the lookup is valid, only not feedback
     assert online_hits(df, events.path).tolist() == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     assert online_hits(df, tmp_path / "no-events.jsonl") is None  # no feedback channel yet: no hit rate at all
+
 
 def test_request_features(tmp_path: Path) -> None:
     records = make_records(60, seed=7)
@@ -236,8 +235,11 @@ def stored_means(workspace: Path, result: DriftResult) -> dict[str, float]:
 
     ws = Workspace(str(workspace))
     snapshot = ws.get_run(ws.search_project(PROJECT)[0].id, result.snapshot_id).dict()
-    return {m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
-            for m in snapshot["metric_results"].values() if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]}  # fmt: skip
+    return {
+        m["metric_value_location"]["metric"]["params"]["column"]: m["value"]
+        for m in snapshot["metric_results"].values()
+        if "MeanValue" in m["metric_value_location"]["metric"]["params"]["type"]
+    }
 
 
 def test_quality_columns_are_tracked_on_the_dashboard(tmp_path: Path) -> None:

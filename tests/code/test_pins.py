@@ -40,6 +40,7 @@ def test_the_bento_ships_every_project_module_the_service_imports() -> None:
 
     code = "import sys, recsys.serving.service; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'recsys')))"
     modules = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+
     def source(module: str) -> str:
         path = Path(*module.split("."))
         return str(path.with_suffix(".py")) if (REPO / path.with_suffix(".py")).exists() else str(path / "__init__.py")

@@ -24,15 +24,30 @@ from recsys.settings import Settings
 
 def record(request_id: str, user_id: str | None) -> RequestRecord:
     """A request-log line; only its ids matter here."""
-    return RequestRecord(request_id=request_id, served_at="2026-12-03T00:00:00+00:00", user_id=user_id, k=1, items=["i0"],
-                         scores=[1.0], fallback=False, model_version="1", history_len=0, rec_popularity=0.5)  # fmt: skip
+    return RequestRecord(
+        request_id=request_id,
+        served_at="2026-12-03T00:00:00+00:00",
+        user_id=user_id,
+        k=1,
+        items=["i0"],
+        scores=[1.0],
+        fallback=False,
+        model_version="1",
+        history_len=0,
+        rec_popularity=0.5,
+    )
 
 
 def test_a_model_less_a_user_keeps_everyone_else_row_for_row() -> None:
     model = EmbeddingModel(
-        np.array(["a", "b", "c"]), np.array(["x", "y"]), np.arange(6, dtype=np.float32).reshape(3, 2),
-        np.ones((2, 2), np.float32), np.array([2.0, 1.0], np.float32), np.array([0, 2, 3, 4]), np.array([0, 1, 1, 0], np.int32),
-    )  # fmt: skip
+        np.array(["a", "b", "c"]),
+        np.array(["x", "y"]),
+        np.arange(6, dtype=np.float32).reshape(3, 2),
+        np.ones((2, 2), np.float32),
+        np.array([2.0, 1.0], np.float32),
+        np.array([0, 2, 3, 4]),
+        np.array([0, 1, 1, 0], np.int32),
+    )
     less = model.without_users({"b"})
     assert less.user_ids.tolist() == ["a", "c"] and less.user_index == {"a": 0, "c": 1}
     assert less.user_vectors.tolist() == [[0, 1], [4, 5]]  # rows of a and c

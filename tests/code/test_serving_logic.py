@@ -20,8 +20,18 @@ from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise, 
 
 def record(request_id: str, user_id: str | None) -> RequestRecord:
     """A request-log line; only its ids matter here."""
-    return RequestRecord(request_id=request_id, served_at="2026-12-03T00:00:00+00:00", user_id=user_id, k=1, items=["i0"],
-                         scores=[1.0], fallback=False, model_version="1", history_len=0, rec_popularity=0.5)  # fmt: skip
+    return RequestRecord(
+        request_id=request_id,
+        served_at="2026-12-03T00:00:00+00:00",
+        user_id=user_id,
+        k=1,
+        items=["i0"],
+        scores=[1.0],
+        fallback=False,
+        model_version="1",
+        history_len=0,
+        rec_popularity=0.5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +44,14 @@ def model() -> EmbeddingModel:
     counts = rng.integers(5, 40, 200)
     seen = [np.sort(rng.choice(600, c, replace=False)) for c in counts]
     return EmbeddingModel(
-        user_ids=np.array([f"u{i}" for i in range(200)]), item_ids=np.array([f"i{i}" for i in range(600)]),
-        user_vectors=users, item_vectors=items, popularity=rng.integers(0, 50, 600).astype(np.float32),
+        user_ids=np.array([f"u{i}" for i in range(200)]),
+        item_ids=np.array([f"i{i}" for i in range(600)]),
+        user_vectors=users,
+        item_vectors=items,
+        popularity=rng.integers(0, 50, 600).astype(np.float32),
         seen_indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         seen_indices=np.concatenate(seen).astype(np.int32),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")

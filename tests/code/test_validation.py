@@ -243,13 +243,7 @@ def test_suite_files_are_gx_suites() -> None:
     for table, suite in load_suites().items():
         assert suite["name"] == table
         assert gx.ExpectationSuite(**json.loads(json.dumps(suite))).to_json_dict() == suite
-    params = {
-        e["kwargs"][k]["$PARAMETER"]
-        for s in load_suites().values()
-        for e in s["expectations"]
-        for k in e["kwargs"]
-        if isinstance(e["kwargs"][k], dict)
-    }
+    params = {e["kwargs"][k]["$PARAMETER"] for s in load_suites().values() for e in s["expectations"] for k in e["kwargs"] if isinstance(e["kwargs"][k], dict)}
     assert params == {"min_rows", "max_rows", "min_timestamp", "max_timestamp", "unknown_item_ids"}
 
 

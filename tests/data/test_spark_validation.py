@@ -48,10 +48,14 @@ def test_session_is_local_and_reused(spark) -> None:
 def test_online_retail_passes_on_spark_as_on_pandas(spark, retail: Dataset, tmp_path: Path) -> None:
     pandas, on_spark = both(retail.interactions, retail.items, tmp_path)
     assert pandas.success and on_spark.success, (pandas.failed, on_spark.failed)
-    assert on_spark.statistics == pandas.statistics == {
-        "interactions": {"evaluated": 17, "successful": 17, "unsuccessful": 0},
-        "items": {"evaluated": 10, "successful": 10, "unsuccessful": 0},
-    }
+    assert (
+        on_spark.statistics
+        == pandas.statistics
+        == {
+            "interactions": {"evaluated": 17, "successful": 17, "unsuccessful": 0},
+            "items": {"evaluated": 10, "successful": 10, "unsuccessful": 0},
+        }
+    )
     assert on_spark.docs_index is not None and on_spark.docs_index.is_file()
     pages = list((on_spark.docs_index.parent / "validations" / "interactions").rglob("*.html"))
     assert len(pages) == 1 and "expect_column_values_to_not_be_in_set(item_id)" in pages[0].read_text()

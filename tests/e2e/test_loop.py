@@ -33,9 +33,7 @@ def shop(tmp_path: Path) -> Path:
     return path
 
 
-def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(
-    prefect_api, settings, shop: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(prefect_api, settings, shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     api, server_settings = prefect_api
     monkeypatch.setenv("RECSYS_PREFECT_PORT", str(server_settings.prefect_port))
     monkeypatch.setenv("RECSYS_SERVE_PORT", str(free_port()))

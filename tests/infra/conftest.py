@@ -119,9 +119,7 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def stack(
-    databases: tuple[str, str], s3_endpoint: str, synthetic: Dataset, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def stack(databases: tuple[str, str], s3_endpoint: str, synthetic: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """MLflow (PostgreSQL + S3) and Prefect (PostgreSQL) servers, started in parallel."""
     root = tmp_path_factory.mktemp("infra")
     mlflow_db, prefect_db = databases

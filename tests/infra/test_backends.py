@@ -24,13 +24,9 @@ def test_runs_and_metrics_land_in_postgresql(stack: Stack, first_pipeline: Pipel
         )
     )
     assert runs == {"two_tower": "FINISHED", "popularity": "FINISHED"}
-    (ndcg,) = stack.query(
-        stack.mlflow_db, "SELECT value FROM latest_metrics WHERE run_uuid = %s AND key = 'test_ndcg_at_10'", (candidate["run_id"],)
-    )
+    (ndcg,) = stack.query(stack.mlflow_db, "SELECT value FROM latest_metrics WHERE run_uuid = %s AND key = 'test_ndcg_at_10'", (candidate["run_id"],))
     assert ndcg[0] == pytest.approx(candidate["metrics"]["ndcg_at_10"])
-    (epochs,) = stack.query(
-        stack.mlflow_db, "SELECT count(*) FROM metrics WHERE run_uuid = %s AND key = 'loss'", (candidate["run_id"],)
-    )
+    (epochs,) = stack.query(stack.mlflow_db, "SELECT count(*) FROM metrics WHERE run_uuid = %s AND key = 'loss'", (candidate["run_id"],))
     assert epochs[0] == 20  # SMALL_TRAINING's epochs, one row each
 
 

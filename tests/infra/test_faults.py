@@ -62,8 +62,7 @@ def _flow_run_state(stack: Stack, flow_run_id: str) -> tuple[str, str]:
     """(state type, state message) of a flow run, read from Prefect's database."""
     (row,) = stack.query(
         stack.prefect_db,
-        "SELECT s.type, coalesce(s.message, '') FROM flow_run fr JOIN flow_run_state s ON s.id = fr.state_id"
-        " WHERE fr.id = %s",
+        "SELECT s.type, coalesce(s.message, '') FROM flow_run fr JOIN flow_run_state s ON s.id = fr.state_id WHERE fr.id = %s",
         (flow_run_id,),
     )
     return row

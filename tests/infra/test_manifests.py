@@ -95,12 +95,7 @@ def test_compose_backends_and_secrets_come_from_the_environment(compose: dict) -
 
 def test_compose_volumes_are_declared_and_mounted(compose: dict) -> None:
     declared = set(compose["volumes"])
-    used = {
-        v.split(":")[0]
-        for s in compose["services"].values()
-        for v in s.get("volumes", [])
-        if not v.startswith((".", "/"))
-    }
+    used = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", []) if not v.startswith((".", "/"))}
     assert used == declared == {"postgres-data", "minio-data", "recsys-home"}
     mounts = {n: [v.split(":")[1] for v in s.get("volumes", [])] for n, s in compose["services"].items()}
     assert "/var/lib/postgresql/data" in mounts["postgres"] and "/data" in mounts["minio"]

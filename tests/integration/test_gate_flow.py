@@ -21,9 +21,7 @@ def _write(data: Dataset, folder: Path, name: str) -> Path:
     return path
 
 
-def test_corrupt_data_stops_the_pipeline_and_keeps_the_champion(
-    prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path
-) -> None:
+def test_corrupt_data_stops_the_pipeline_and_keeps_the_champion(prefect_api, settings: Settings, synthetic: Dataset, tmp_path: Path) -> None:
     from flows.pipeline import pipeline
 
     api, _ = prefect_api

@@ -76,8 +76,9 @@ def test_unknown_user_gets_popularity_fallback(served: Served) -> None:
 
 
 def test_batch_answers_in_order_and_concurrent_batches_all_complete(served: Served) -> None:
-    body = httpx.post(f"{served.url}/recommend_batch", json={"requests": [
-        {"user_id": "u1", "k": 2}, {"user_id": "nobody", "k": 3}, {"user_id": "u3", "k": 4}]}).json()  # fmt: skip
+    body = httpx.post(
+        f"{served.url}/recommend_batch", json={"requests": [{"user_id": "u1", "k": 2}, {"user_id": "nobody", "k": 3}, {"user_id": "u3", "k": 4}]}
+    ).json()
     assert [len(r["items"]) for r in body] == [2, 3, 4] and [r["fallback"] for r in body] == [False, True, False]
     assert len({r["request_id"] for r in body}) == 3
     results: list[int] = []

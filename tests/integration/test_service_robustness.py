@@ -105,8 +105,7 @@ def test_oversized_wrong_type_and_wrong_method_requests_get_4xx(url: str) -> Non
     big = json.dumps({"user_id": "u1", "pad": "x" * 70_000})
     declared = httpx.post(f"{url}/recommend", content=big, headers={"content-type": "application/json"})
     assert declared.status_code == 413 and "too large" in declared.text and "65536" in declared.text
-    chunked = httpx.post(f"{url}/recommend", content=iter([big.encode()[:40_000], big.encode()[40_000:]]),
-                         headers={"content-type": "application/json"})  # fmt: skip
+    chunked = httpx.post(f"{url}/recommend", content=iter([big.encode()[:40_000], big.encode()[40_000:]]), headers={"content-type": "application/json"})
     assert chunked.status_code == 413 and "too large" in chunked.text
     form = httpx.post(f"{url}/recommend", content=b"user_id=u1", headers={"content-type": "multipart/form-data"})
     assert form.status_code == 415 and "multipart/form-data" in form.text
@@ -123,8 +122,7 @@ def test_fallback_still_answers_with_the_exact_index(url: str) -> None:
 
 def test_schemathesis_finds_no_server_error(url: str, tmp_path: Path) -> None:
     st = str(Path(sys.executable).with_name("schemathesis"))
-    cmd = [st, "run", f"{url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "8", "--seed", "7",
-           "--request-timeout", "10"]  # fmt: skip
+    cmd = [st, "run", f"{url}/docs.json", "--checks", "not_a_server_error", "--max-examples", "8", "--seed", "7", "--request-timeout", "10"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)  # its example db goes there
     assert run.returncode == 0, run.stdout[-4000:]
     assert "passed" in run.stdout

@@ -64,9 +64,7 @@ def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: S
     assert (Path(stored.path) / "mlflow_model" / "artifacts" / "export" / "arrays.npz").exists()
 
 
-def test_worse_candidate_is_refused_and_champion_stays(
-    settings: Settings, synthetic: Dataset, synthetic_split: Split, first_champion
-) -> None:
+def test_worse_candidate_is_refused_and_champion_stays(settings: Settings, synthetic: Dataset, synthetic_split: Split, first_champion) -> None:
     champion_version = first_champion[0].version
     weak = train(synthetic, synthetic_split, settings, "two_tower", params={"epochs": 1, "learning_rate": 0.0001})
     result = bless_and_promote(settings, weak.version, weak.run_id, synthetic_split, synthetic.items)

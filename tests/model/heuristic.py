@@ -32,8 +32,9 @@ def category_popularity(train: pd.DataFrame, items: pd.DataFrame) -> EmbeddingMo
     users, item_ids = vocabularies(train, items)
     categories = items.set_index(ITEM_COL)[CATEGORY_COL].reindex(item_ids).fillna("?")
     codes, names = pd.factorize(categories)
-    events = pd.DataFrame({"u": pd.Categorical(train[USER_COL], categories=users).codes,
-                           "c": codes[pd.Categorical(train[ITEM_COL], categories=item_ids).codes]})  # fmt: skip
+    events = pd.DataFrame(
+        {"u": pd.Categorical(train[USER_COL], categories=users).codes, "c": codes[pd.Categorical(train[ITEM_COL], categories=item_ids).codes]}
+    )
     shares = np.zeros((len(users), len(names)), dtype=np.float32)
     np.add.at(shares, (events["u"].to_numpy(), events["c"].to_numpy()), 1.0)
     shares /= shares.sum(axis=1, keepdims=True)

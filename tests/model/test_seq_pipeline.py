@@ -41,8 +41,12 @@ def test_pipeline_cuts_exactly_the_materialised_examples(synthetic: Dataset, syn
     reference["q"] = (counts / counts.sum())[reference["item"]]
     got = _epoch(model)
     assert {k: (v.dtype, v.shape[1:]) for k, v in got.items()} == {
-        "user": (np.int32, ()), "history": (np.int32, (15,)), "ages": (np.float32, (6,)), "item": (np.int32, ()), "q": (np.float32, ()),
-    }  # fmt: skip
+        "user": (np.int32, ()),
+        "history": (np.int32, (15,)),
+        "ages": (np.float32, (6,)),
+        "item": (np.int32, ()),
+        "q": (np.float32, ()),
+    }
     assert len(got["item"]) == len(reference["item"]) > 3000  # thousands of windows (train is 64% of each history)
     assert (reference["history"][:, -1] > 0).all() and (reference["history"][:, 0] == 0).any()  # padded windows are covered
     got, reference = _rows(got), _rows(reference)
