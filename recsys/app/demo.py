@@ -24,9 +24,11 @@ DEMO_WINDOW = 700
 def main() -> None:
     settings = get_settings()
     started = time.monotonic()
-    print("starting the Prefect server, the MLflow server and the flow runner on", settings.host)
+    print("starting the Prefect server, the MLflow server, the Evidently UI and the flow runner on", settings.host)
     platform.start(platform.prefect_server(settings), settings)
     platform.start(platform.mlflow_server(settings), settings)
+    settings.evidently_workspace.mkdir(parents=True, exist_ok=True)
+    platform.start(platform.evidently_ui(settings), settings)  # the drift dashboard fills window by window
     platform.start(stack.flow_runner(settings), settings)
 
     print(f"pipeline: validate → train → promote on {settings.dataset} up to {TRAIN_UNTIL}")
@@ -45,7 +47,7 @@ def main() -> None:
         "MLflow UI": platform.mlflow_server(settings).url,
         "Recommendation service (Swagger UI)": platform.bentoml_server(settings).url,
         "Drift reports": str(settings.reports_dir.resolve()),
-        "Evidently workspace": f"evidently ui --workspace {settings.evidently_workspace.resolve()}",
+        "Evidently UI (drift dashboard)": platform.evidently_ui(settings).url,
         "GX data docs": first["validation"]["docs_index"],
     }
     print(f"\ndemo finished in {time.monotonic() - started:.0f}s with {retrains} retrain(s). Where to look:")
