@@ -10,6 +10,7 @@ import pytest
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split, temporal_user_split
 from recsys.data.synthetic import make_synthetic
+from recsys.schemas import RequestRecord
 from recsys.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,3 +100,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     coroutines instead of results, so every Prefect test after them would break.
     """
     items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+
+
+def log_record(request_id: str, user_id: str | None) -> RequestRecord:
+    """A request-log line for tests where only its ids matter."""
+    return RequestRecord(
+        request_id=request_id,
+        served_at="2026-12-03T00:00:00+00:00",
+        user_id=user_id,
+        k=1,
+        items=["i0"],
+        scores=[1.0],
+        fallback=False,
+        model_version="1",
+        history_len=0,
+        rec_popularity=0.5,
+    )

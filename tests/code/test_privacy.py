@@ -17,25 +17,10 @@ from recsys.data import store
 from recsys.data.ingest import load_dataset
 from recsys.data.synthetic import make_synthetic
 from recsys.models.base import EmbeddingModel
-from recsys.schemas import USER_COL, RequestRecord
+from recsys.schemas import USER_COL
 from recsys.serving.logic import RequestLog, drop_lines, pseudonymise
 from recsys.settings import Settings
-
-
-def record(request_id: str, user_id: str | None) -> RequestRecord:
-    """A request-log line; only its ids matter here."""
-    return RequestRecord(
-        request_id=request_id,
-        served_at="2026-12-03T00:00:00+00:00",
-        user_id=user_id,
-        k=1,
-        items=["i0"],
-        scores=[1.0],
-        fallback=False,
-        model_version="1",
-        history_len=0,
-        rec_popularity=0.5,
-    )
+from tests.conftest import log_record
 
 
 def test_a_model_less_a_user_keeps_everyone_else_row_for_row() -> None:
@@ -79,7 +64,7 @@ def test_dropping_lines_while_workers_append_loses_no_one_elses_line(tmp_path: P
 
     def write(n: int) -> None:
         for i in range(per_thread):
-            writers[n % 3].append(record(f"{n}-{i}", "gone" if i % 10 == 0 else "kept"))
+            writers[n % 3].append(log_record(f"{n}-{i}", "gone" if i % 10 == 0 else "kept"))
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
     for t in threads:
@@ -93,7 +78,7 @@ def test_dropping_lines_while_workers_append_loses_no_one_elses_line(tmp_path: P
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert dropped == 6 * per_thread // 10 and len(lines) == 6 * per_thread - dropped
     assert all(r["user_id"] == "kept" for r in lines)
-    writers[0].append(record("last", "after"))  # a writer of a replaced file appends to the new one
+    writers[0].append(log_record("last", "after"))  # a writer of a replaced file appends to the new one
     assert json.loads(path.read_text().splitlines()[-1])["user_id"] == "after"
     assert drop_lines(tmp_path / "none.jsonl", b"x") == 0
 
@@ -118,7 +103,7 @@ def test_forget_from_the_cli_without_a_champion_erases_data_and_logs_and_says_so
     store.append(root, data.interactions)
     log = RequestLog(settings.request_log)
     for user in ("u5", "u6", "u5"):
-        log.append(record(user, pseudonymise(user, keys.log_key(settings))))
+        log.append(log_record(user, pseudonymise(user, keys.log_key(settings))))
     result = CliRunner().invoke(app, ["forget", "u5"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())

@@ -13,25 +13,9 @@ import numpy as np
 import pytest
 
 from recsys.models.base import EmbeddingModel
-from recsys.schemas import RequestRecord
 from recsys.serving import index
 from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise, recommend_one
-
-
-def record(request_id: str, user_id: str | None) -> RequestRecord:
-    """A request-log line; only its ids matter here."""
-    return RequestRecord(
-        request_id=request_id,
-        served_at="2026-12-03T00:00:00+00:00",
-        user_id=user_id,
-        k=1,
-        items=["i0"],
-        scores=[1.0],
-        fallback=False,
-        model_version="1",
-        history_len=0,
-        rec_popularity=0.5,
-    )
+from tests.conftest import log_record
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +125,7 @@ def test_log_pseudonymises_with_hmac_and_loses_no_line_under_threads(tmp_path: P
 
     def write(t: int) -> None:
         for n in range(500):
-            log.append(record(f"{t}-{n}", "x" * 300))
+            log.append(log_record(f"{t}-{n}", "x" * 300))
 
     threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
     for t in threads:
