@@ -275,8 +275,11 @@ def forget(user_id: Annotated[str, typer.Argument(help="The user to erase, as th
     """Erase USER_ID from the data, logs and models; a running service answers them with the fallback at once."""
     from recsys.privacy import forget as erase
 
+    settings = get_settings()
+    if platform.is_up(platform.mlflow_server(settings), settings):  # its registry's artifacts are served by the server
+        settings = use_platform(settings)
     with console.status("erasing (data stores, logs, models)"):
-        erasure = erase(get_settings(), user_id)
+        erasure = erase(settings, user_id)
     console.print(
         f"removed {erasure.store_rows} stored interactions, {erasure.request_log_lines} request and "
         f"{erasure.event_log_lines} feedback log lines, {erasure.model_vectors} model vectors; "
@@ -286,7 +289,7 @@ def forget(user_id: Annotated[str, typer.Argument(help="The user to erase, as th
         console.print(f"champion is now version {erasure.model_version} (version {erasure.previous_champion} less this user)")
     for note in erasure.notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"audited in {get_settings().audit_log} as {erasure.subject}")
+    console.print(f"audited in {settings.audit_log} as {erasure.subject}")
 
 
 @app.command()

@@ -17,6 +17,7 @@ from flows.pipeline import pipeline
 from recsys import platform
 from recsys.app import stack
 from recsys.app.loop import run_loop
+from recsys.data import store
 from recsys.data.ingest import load_dataset
 from recsys.settings import Settings, get_settings
 from recsys.simulation.shifts import SHIFTS, inject
@@ -42,17 +43,19 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 def scenario_dataset(settings: Settings, dataset: str, shift: str, shift_at: str, share: float) -> str:
-    """The dataset the loop replays and retrains on: the real one, or a copy with `shift` injected."""
+    """The dataset the loop replays and retrains on: the real one, or a copy with `shift` injected.
+
+    The copy is a dataset store under `settings.datasets_dir`, like every dataset the platform
+    keeps, so an erasure (`recsys forget`) finds and rewrites it too.
+    """
     if shift == "none":
         return dataset
     data = load_dataset(dataset, settings.shared_data_dir)
     shifted = inject(data.interactions, data.items, shift, shift_at, share, seed=settings.seed)
-    folder = settings.home / "scenario"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dataset}-{shift}.parquet"
-    shifted.to_parquet(path)
-    data.items.to_parquet(folder / f"{dataset}-{shift}.items.parquet")
-    return str(path.resolve())
+    folder = settings.datasets_dir / f"{dataset}-{shift}"
+    store.write_items(folder, data.items)
+    store.append(folder, shifted)  # a repeated run appends nothing: the events are already stored
+    return str(folder.resolve())
 
 
 def main(dataset: str, shift: str, share: float, windows: int | None) -> None:
