@@ -5,8 +5,9 @@ categories, 0.05 elsewhere) (recsys.data.synthetic). `category_popularity` ranks
 that rule, with each user's category shares estimated from their training events: it is the
 generator's own ranking, so no model can beat it by more than noise, and it sets the scale.
 On the test fixture (seed 0), NDCG@10 over popularity's (0.081): this rule 2.61, EASE 2.24,
-item-kNN 2.36, two-tower 2.34, iALS 1.96, sequence two-tower 1.89 (72-91% of the rule; seeds
-1-3 gave the same order, within 0.25). The floors sit about 10% under each family's
+item-kNN 2.36, two-tower 2.34, iALS 1.96, sequence two-tower 1.89 (72-91% of the rule; on the
+generator's seeds 1-3 every family, and the rule, scored 0.1-0.4 lower: the floors are for the
+fixture's data). The floors sit about 10% under each family's
 measured value, so a family that loses a fifth of its lift fails; the old shared floor
 (1.2-1.3× popularity) passed a model that had lost half of it.
 """
