@@ -115,21 +115,19 @@ class TombstoneWatch:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.path = path_of(settings)
-        self.key = audit_key(settings)
-        self._seen: tuple[int, int] | None = None
-        self.current = Tombstones(frozenset(), self.key)
-        self.changed()
+        self.settings = settings
+        self._seen: tuple[int, int] | None = None  # (inode, mtime) of the file last read; None: no file
+        self.current = Tombstones(frozenset())
 
     def changed(self) -> bool:
         """True (after re-reading it) when the file was replaced since the last call."""
         try:
-            stat = os.stat(self.path)
+            stat = os.stat(path_of(self.settings))
             seen: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
         except FileNotFoundError:
             seen = None
         if seen == self._seen:
             return False
         self._seen = seen
-        self.current = Tombstones(read_hashes(self.path), self.key)
+        self.current = Tombstones.of(self.settings)  # the audit key is read only once someone is listed
         return True

@@ -202,18 +202,17 @@ def _canonical(interactions: pd.DataFrame) -> pd.DataFrame:
     return interactions[INTERACTION_COLUMNS].sort_values([TS_COL, USER_COL, ITEM_COL]).reset_index(drop=True)
 
 
-def load_dataset(name: str, data_dir: Path | None = None, until: str | None = None, forgotten: Tombstones | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: Path | None = None, until: str | None = None) -> Dataset:
     """A dataset by name, with only the interactions before `until` when it is given.
 
     `data_dir` holds the publishers' folders (e.g. ../shared/data); Online Retail falls back
     to the copy bundled with recsys. A path to a dataset store (recsys.data.store: Parquet
     partitioned by month) is read with the time filter pushed down to the files.
 
-    Users who were forgotten (`forgotten`, by default this install's tombstones: see
-    recsys.tombstones) are dropped here, so no training, evaluation or monitoring
-    load brings them back, whichever source still holds them.
+    Users who were forgotten (this install's tombstones: recsys.tombstones) are dropped here,
+    so no training, evaluation or monitoring load brings them back, whichever source holds them.
     """
-    forgotten = forgotten if forgotten is not None else Tombstones.of(get_settings())
+    forgotten = Tombstones.of(get_settings())
     if store.is_store(Path(name)):  # a partitioned store reads only the months before `until`
         snap = store.snapshot(Path(name))
         return Dataset(Path(name).name, forgotten.drop(snap.read(until=until)), snap.items())

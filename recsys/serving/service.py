@@ -171,13 +171,14 @@ class RecsysService:
                 self.current = await asyncio.to_thread(load_serving, stored)
         return self.current
 
-    def _forgotten(self, user_id: str) -> bool:
-        """Whether `user_id` was erased; a replaced tombstone file also starts a swap to the newest model."""
+    def _forgotten(self) -> tombstones.Tombstones:
+        """The erased users, after one stat of the tombstone file per call (not per user of a batch);
+        a replaced file also starts a swap to the newest model."""
         if self.tombstones.changed():
             swap = asyncio.get_running_loop().create_task(self._swap_after_erasure())
             self._swaps.add(swap)
             swap.add_done_callback(self._swaps.discard)
-        return user_id in self.tombstones.current
+        return self.tombstones.current
 
     async def _swap_after_erasure(self) -> None:
         try:
@@ -251,7 +252,7 @@ class RecsysService:
     ) -> RecommendResponse:
         """Top-k items for a user; unknown users get the most popular items (fallback=true)."""
         start = time.thread_time()
-        state, q = self.current, Query(user_id, k, exclude_seen, explain, self._forgotten(user_id))
+        state, q = self.current, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
         rec = state.recommend([q])[0]
         response = self._answer(state, q, rec, timestamp, time.thread_time() - start)
         _count("recommend", time.thread_time() - start, 1)
@@ -262,7 +263,8 @@ class RecsysService:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
         start = time.thread_time()
         state = self.current
-        queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain, self._forgotten(r.user_id)) for r in requests]
+        forgotten = self._forgotten()
+        queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain, r.user_id in forgotten) for r in requests]
         recs = state.recommend(queries)
         share = (time.thread_time() - start) / len(queries)  # one search for the batch: an equal share each
         responses = [self._answer(state, q, rec, r.timestamp, share) for q, rec, r in zip(queries, recs, requests)]
@@ -301,7 +303,7 @@ class RecsysService:
             FeedbackRecord(
                 request_id=response.request_id,
                 served_at=now(),
-                user_id=None if self._forgotten(user_id) else pseudonymise(user_id, self.log_key),
+                user_id=None if user_id in self._forgotten() else pseudonymise(user_id, self.log_key),
                 item_id=item_id,
                 event=event,
                 answer_request_id=request_id,
