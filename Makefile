@@ -35,12 +35,17 @@ browser-deps:
 java-deps:
 	command -v java >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y openjdk-17-jre-headless; }
 
+# Two pytest-xdist workers (the 2-core machine the suite is sized for), one shared-fixture group or
+# file each at a time, the longest first (tests/conftest.py): servers wait on I/O, so two overlap well.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: install browser-deps java-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 # The inner loop: code, data and model tiers, no servers (the full suite is `make test`).
 test-fast: install
-	$(BIN)/python -m pytest tests/code tests/data tests/model
+	$(BIN)/python -m pytest $(XDIST) tests/code tests/data tests/model
 
 # ruff (lint and format) over the whole tree and the import-linter layer contracts, both configured in pyproject.toml,
 # and the dependency checks (declared = imported, pins = lock) (CI runs it after the tests).

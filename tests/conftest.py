@@ -92,14 +92,30 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
         platform.stop("prefect", settings)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the browser tests last.
+# Files that share a session fixture run in one xdist worker, so it starts once: the browser tests
+# share one `recsys up`, the infra tests one PostgreSQL + S3 stack.
+SHARED_FIXTURE_GROUPS = {
+    "tests/browser/": "browser",
+    "tests/infra/test_backends.py": "infra-stack",
+    "tests/infra/test_faults.py": "infra-stack",
+}
+# Seconds each heavy group took on 2 cores (`pytest --durations`); `make test` hands the longest
+# to the two workers first (with --no-loadscope-reorder the queue keeps this order), so neither
+# is left with a long test at the end while the other idles.
+MEASURED_S = {"browser": 145, "infra-stack": 130, "tests/e2e/test_loop.py": 127, "tests/infra/test_multiworker.py": 90}
 
-    Playwright's sync API keeps an asyncio loop running in the main thread while its browser
-    is open (a session fixture); Prefect's sync calls made under a running loop return
-    coroutines instead of results, so every Prefect test after them would break.
-    """
-    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+
+def xdist_group(item: pytest.Item) -> str:
+    """The test's unit of work for `pytest -n 2 --dist loadgroup`: its file, or its shared-fixture group."""
+    path = item.nodeid.split("::", 1)[0]
+    return next((group for prefix, group in SHARED_FIXTURE_GROUPS.items() if path.startswith(prefix)), path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group each test for xdist and put the longest groups first (a stable sort keeps the rest in file order)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    items.sort(key=lambda item: -MEASURED_S.get(xdist_group(item), 0))
 
 
 def log_record(request_id: str, user_id: str | None) -> RequestRecord:

@@ -87,8 +87,14 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         subprocess.run([RECSYS, "down", "--home", overrides["RECSYS_HOME"]], env=env, capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test file, closed after it.
+
+    Playwright's sync API keeps an asyncio loop running in the main thread while it is open;
+    Prefect's sync calls made under a running loop return coroutines instead of results, so the
+    loop must end with the file's last test, before any Prefect test that runs after it.
+    """
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         yield chromium
