@@ -268,8 +268,8 @@ class RecsysService:
         deployed, q = self.deployed, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
         pseudonym = None if q.forgotten else pseudonymise(user_id, self.log_key)
         served = serve(deployed, [q], [pseudonym], self.canary_share)[0]
+        cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000), not the shadow's
         response = self._response(q, served)
-        cpu_us = (time.thread_time() - start) * 1e6  # the answer's own CPU (the monitor's cost per 1,000), not the shadow's
         shadow = score_shadow(deployed, [q], [response.request_id], self.shadow_share)[0]
         # Logged before it is returned: an answered request is a logged one.
         self.log.append(record(response.request_id, now(), timestamp, pseudonym, q, served, shadow, cpu_us))
@@ -285,12 +285,11 @@ class RecsysService:
         queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain, r.user_id in forgotten) for r in requests]
         pseudonyms = [None if q.forgotten else pseudonymise(q.user_id, self.log_key) for q in queries]
         served = serve(deployed, queries, pseudonyms, self.canary_share)
-        responses = [self._response(q, s) for q, s in zip(queries, served)]
         cpu_us = (time.thread_time() - start) * 1e6 / len(queries)  # one search per arm for the batch: an equal share each
+        responses = [self._response(q, s) for q, s in zip(queries, served)]
         shadows = score_shadow(deployed, queries, [r.request_id for r in responses], self.shadow_share)  # one search for the batch
-        at = now()
         for q, s, r, response, shadow, p in zip(queries, served, requests, responses, shadows, pseudonyms):
-            self.log.append(record(response.request_id, at, r.timestamp, p, q, s, shadow, cpu_us))
+            self.log.append(record(response.request_id, now(), r.timestamp, p, q, s, shadow, cpu_us))
         _count("recommend_batch", time.thread_time() - start, len(queries))
         return responses
 
