@@ -109,8 +109,8 @@ def score_shadow(deployment: Deployment, queries: Sequence[Query], request_ids: 
     """
     shadow = deployment.shadow
     out: list[ShadowScore | None] = [None] * len(queries)
-    picked = [i for i, rid in enumerate(request_ids) if shadow is not None and unit(rid, "shadow") < share]
-    if not picked:
+    picked = [i for i, rid in enumerate(request_ids) if unit(rid, "shadow") < share] if shadow is not None else []
+    if shadow is None or not picked:
         return out
     try:  # no explanations: nobody reads them
         recs, us = _timed(shadow.recommend, [replace(queries[i], explain=False) for i in picked])
