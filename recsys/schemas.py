@@ -34,6 +34,9 @@ MAX_BATCH = 64  # requests in one /recommend_batch call
 MAX_BODY_BYTES = 64 * 1024  # larger bodies get a 413 before any parsing
 MAX_ID_LEN = 128
 
+#: Who answered a request: the champion, or the canary on its sticky share of users (recsys.serving.arms).
+Arm = Literal["champion", "canary"]
+
 
 def _integer_as_text(value: Any) -> Any:
     """An integer id becomes its decimal text (Online Retail and MovieLens ids are numbers);
@@ -79,6 +82,7 @@ class RecommendResponse(BaseModel):
     items: list[RecommendedItem]
     fallback: bool = Field(description="True when the user is unknown and popularity answered")
     model_version: str
+    arm: Arm = Field(default="champion", description="Which arm answered: the champion, or the canary on its sticky share of users")
 
 
 class SimilarItemsResponse(BaseModel):
@@ -144,6 +148,15 @@ class RequestRecord(BaseModel):
     history_len: int
     rec_popularity: float  # mean popularity percentile of the recommended items
     cpu_us: float | None = None  # the handler's CPU time for this answer; None before it was logged
+    # Challengers (recsys.serving.arms); older lines were all the champion's, without a shadow.
+    arm: Arm = "champion"  # the arm that answered
+    latency_us: float | None = None  # wall time of the search that answered (a batch's requests of one arm share one)
+    canary_error: str | None = None  # the canary's failure on a request of its arm; the champion answered instead
+    shadow_version: str | None = None  # the shadow's version, on the requests it scored (never shown)
+    shadow_items: list[str] | None = None
+    shadow_scores: list[float] | None = None
+    shadow_us: float | None = None  # wall time of the shadow's search (its whole batch's, in /recommend_batch)
+    shadow_error: str | None = None  # the shadow failed on this request; the answer is unchanged
 
 
 class FeedbackRecord(BaseModel):

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     experiment: str = "recsys"
     registered_model: str = "recsys"
     champion_alias: str = "champion"
+    shadow_alias: str = Field(default="shadow", description="MLflow alias (and BentoML model name suffix) of the challenger scored in the shadow")
+    canary_alias: str = Field(default="canary", description="MLflow alias (and BentoML model name suffix) of the challenger serving the canary share")
 
     # Serving (read by the BentoML service's own process)
     bind_host: str = Field(default="127.0.0.1", description="Interface the service binds when started alone; beyond loopback needs RECSYS_ADMIN_TOKEN")
@@ -104,6 +106,18 @@ class Settings(BaseSettings):
     min_new_interactions: int = Field(default=500, description="New interactions needed to retrain")
     max_hit_rate_drop: float = Field(default=0.2, description="Relative fall of online hit rate that calls for a retrain")
 
+    # Challengers on live traffic (recsys.serving.arms, recsys.monitoring.canary)
+    promotion_mode: Literal["direct", "online"] = Field(
+        default="direct", description="direct: an offline-blessed candidate becomes champion at once; online: through shadow and canary first"
+    )
+    shadow_share: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of requests the shadow scores (after answering; never shown)")
+    canary_share: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of users (sticky, by pseudonym) the canary answers")
+    canary_min_users: int = Field(default=30, ge=1, description="Users each arm needs in a window for that window to count")
+    canary_windows: int = Field(default=2, ge=1, description="Counting windows a canary must serve before it can be promoted")
+    canary_margin: float = Field(default=0.05, ge=0.0, lt=1.0, description="Relative online hit-rate loss against the champion still taken as not worse")
+    canary_max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Canary-arm failure share above which it is rolled back at once (0: any)")
+    canary_max_p99_ms: float = Field(default=50.0, gt=0.0, description="Canary search p99 latency (ms) in a window above which it is rolled back at once")
+
     @property
     def tracking_uri(self) -> str:
         """Where clients track: the configured URI (an MLflow server), else the server's own database."""
@@ -113,6 +127,13 @@ class Settings(BaseSettings):
     def backend_store_uri(self) -> str:
         """The MLflow server's database: the configured one, else the sqlite file under home."""
         return self.mlflow_backend_store_uri or f"sqlite:///{self.mlflow_db.resolve()}"
+
+    def challenger_model(self, alias: str) -> str:
+        """BentoML model tag of a challenger (shadow, canary): the champion's name and `-<alias>`, newest.
+
+        A name of its own, so the champion's `recsys:latest` never resolves to a challenger.
+        """
+        return f"{self.bento_model.split(':')[0]}-{alias}:latest"
 
     @property
     def mlflow_db(self) -> Path:

@@ -16,6 +16,12 @@ POST /admin/reload and /admin/forget): unset, each is generated once for this in
 (`recsys.keys`). The service refuses a key under 32 bytes and a non-loopback interface without
 an explicit token.
 
+Challengers (recsys.serving.arms): if the store holds a model under the champion's name plus
+`-canary` or `-shadow` (`Settings.challenger_model`), the service loads it beside the champion,
+and reloads it with it. The canary answers `canary_share` of users, sticky by their pseudonym;
+each response's `arm` says who answered. The shadow scores `shadow_share` of requests once the
+answer is built, and its list is logged beside the answer's (`shadow_items`), never shown.
+
 Forgotten users (recsys.privacy): each worker stats the tombstone file on every request. When
 an erasure replaces it, the worker re-reads the hashes, from then on answers those users with
 the popularity fallback and logs their requests without an id, and reloads the store's newest
@@ -52,12 +58,12 @@ from recsys.schemas import (
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
-    RequestRecord,
     SimilarItemsRecord,
     SimilarItemsResponse,
 )
+from recsys.serving.arms import Deployment, Served, record, score_shadow, serve
 from recsys.serving.http import RequestGuard, admin_app
-from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
+from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
 from recsys.tombstones import TombstoneWatch
 
@@ -106,6 +112,28 @@ def load_serving(model: bentoml.Model) -> ServingModel:
     return ServingModel.load(path, path / EXPORT_PATH, {**model.info.metadata, "bento_tag": str(model.tag)})
 
 
+def load_deployment(champion_tag: str, keep: Deployment | None = None) -> Deployment:
+    """The champion stored as `champion_tag`, and the store's newest shadow and canary if it holds them.
+
+    A challenger is exported to the store under its own name (`Settings.challenger_model`), from
+    the MLflow alias of the same name. With `keep`, a model whose stored tag is the one already
+    loaded is reused, not read again.
+    """
+    loaded = {m.info.get("bento_tag"): m for m in (keep.champion, keep.canary, keep.shadow) if m is not None} if keep else {}
+
+    def load(tag: str) -> ServingModel:
+        stored = bentoml.models.get(tag)
+        return loaded.get(str(stored.tag)) or load_serving(stored)
+
+    def challenger(alias: str) -> ServingModel | None:
+        try:
+            return load(SETTINGS.challenger_model(alias))
+        except NotFound:  # none deployed: the champion serves alone
+            return None
+
+    return Deployment(load(champion_tag), challenger(SETTINGS.canary_alias), challenger(SETTINGS.shadow_alias))
+
+
 def new_request_id() -> str:
     """128 random bits as 32 hex digits, like uuid4().hex without building a UUID object."""
     return secrets.token_hex(16)
@@ -130,7 +158,7 @@ def now() -> str:
     tracing=TRACING,
 )
 class RecsysService:
-    """Recommendations, similar items and feedback from the promoted champion."""
+    """Recommendations, similar items and feedback from the promoted champion (and its challengers, if deployed)."""
 
     bento_model = bentoml.models.BentoModel(SETTINGS.bento_model)
 
@@ -140,7 +168,8 @@ class RecsysService:
             keys.check_bind(settings, host)
         self.log_key = keys.log_key(settings)  # made on first use for this install, shared by every worker
         self.admin_token = keys.admin_token(settings)
-        self.current = load_serving(bentoml.models.get(self.bento_model.tag))
+        self.deployed = load_deployment(str(self.bento_model.tag))
+        self.canary_share, self.shadow_share = settings.canary_share, settings.shadow_share
         log = settings.request_log
         self.log = RequestLog(log)
         self.events = RequestLog(log.with_name("events.jsonl"))
@@ -159,16 +188,19 @@ class RecsysService:
         self.log.close()
         self.events.close()
 
-    async def reload(self, if_newer: bool = False) -> ServingModel:
-        """Load the newest model of the store off the event loop, then swap it in at once.
+    @property
+    def current(self) -> ServingModel:
+        """The champion serving now."""
+        return self.deployed.champion
 
-        With `if_newer`, a store whose newest model is the one serving loads nothing.
+    async def reload(self, if_newer: bool = False) -> ServingModel:
+        """Load the store's newest champion and challengers off the event loop, then swap them in at once.
+
+        With `if_newer`, a model whose newest stored version is the one serving is not read again.
         """
         async with self._reload_lock:
-            name = self.bento_model.tag.name
-            stored = await asyncio.to_thread(bentoml.models.get, f"{name}:latest")
-            if not (if_newer and str(stored.tag) == self.current.info.get("bento_tag")):
-                self.current = await asyncio.to_thread(load_serving, stored)
+            newest = f"{self.bento_model.tag.name}:latest"
+            self.deployed = await asyncio.to_thread(load_deployment, newest, self.deployed if if_newer else None)
         return self.current
 
     def _forgotten(self) -> tombstones.Tombstones:
@@ -209,37 +241,18 @@ class RecsysService:
         else:
             print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
-    def _answer(self, state: ServingModel, q: Query, rec: Recommendation, timestamp: str | None, cpu_s: float) -> RecommendResponse:
-        """The response, logged before it is returned: an answered request is a logged one."""
+    def _response(self, q: Query, served: Served) -> RecommendResponse:
+        """The response as the user sees it, built before the shadow is scored (which cannot change it)."""
+        rec, model = served.recommendation, served.model.model
         because = rec.because or [None] * len(rec.items)
-        response = RecommendResponse(
+        return RecommendResponse(
             request_id=new_request_id(),
             user_id=q.user_id,
-            items=[
-                RecommendedItem(item_id=i, title=state.model.title(i), score=s, because=b, because_title=state.model.title(b))
-                for (i, s), b in zip(rec.items, because)
-            ],
+            items=[RecommendedItem(item_id=i, title=model.title(i), score=s, because=b, because_title=model.title(b)) for (i, s), b in zip(rec.items, because)],
             fallback=rec.fallback,
-            model_version=state.version,
+            model_version=served.model.version,
+            arm=served.arm,
         )
-        self.log.append(
-            RequestRecord(
-                request_id=response.request_id,
-                served_at=now(),
-                event_time=timestamp,
-                user_id=None if q.forgotten else pseudonymise(q.user_id, self.log_key),
-                k=q.k,
-                exclude_seen=q.exclude_seen,
-                items=[i for i, _ in rec.items],
-                scores=[s for _, s in rec.items],
-                fallback=rec.fallback,
-                model_version=state.version,
-                history_len=rec.history_len,
-                rec_popularity=rec.rec_popularity,
-                cpu_us=round(cpu_s * 1e6, 1),  # the model's share of this answer (the monitor's cost per 1,000)
-            )
-        )
-        return response
 
     @bentoml.api
     async def recommend(
@@ -252,9 +265,14 @@ class RecsysService:
     ) -> RecommendResponse:
         """Top-k items for a user; unknown users get the most popular items (fallback=true)."""
         start = time.thread_time()
-        state, q = self.current, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
-        rec = state.recommend([q])[0]
-        response = self._answer(state, q, rec, timestamp, time.thread_time() - start)
+        deployed, q = self.deployed, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
+        pseudonym = None if q.forgotten else pseudonymise(user_id, self.log_key)
+        served = serve(deployed, [q], [pseudonym], self.canary_share)[0]
+        cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000), not the shadow's
+        response = self._response(q, served)
+        shadow = score_shadow(deployed, [q], [response.request_id], self.shadow_share)[0]
+        # Logged before it is returned: an answered request is a logged one.
+        self.log.append(record(response.request_id, now(), timestamp, pseudonym, q, served, shadow, cpu_us))
         _count("recommend", time.thread_time() - start, 1)
         return response
 
@@ -262,12 +280,16 @@ class RecsysService:
     async def recommend_batch(self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]) -> list[RecommendResponse]:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
         start = time.thread_time()
-        state = self.current
+        deployed = self.deployed
         forgotten = self._forgotten()
         queries = [Query(r.user_id, r.k, r.exclude_seen, r.explain, r.user_id in forgotten) for r in requests]
-        recs = state.recommend(queries)
-        share = (time.thread_time() - start) / len(queries)  # one search for the batch: an equal share each
-        responses = [self._answer(state, q, rec, r.timestamp, share) for q, rec, r in zip(queries, recs, requests)]
+        pseudonyms = [None if q.forgotten else pseudonymise(q.user_id, self.log_key) for q in queries]
+        served = serve(deployed, queries, pseudonyms, self.canary_share)
+        cpu_us = (time.thread_time() - start) * 1e6 / len(queries)  # one search per arm for the batch: an equal share each
+        responses = [self._response(q, s) for q, s in zip(queries, served)]
+        shadows = score_shadow(deployed, queries, [r.request_id for r in responses], self.shadow_share)  # one search for the batch
+        for q, s, r, response, shadow, p in zip(queries, served, requests, responses, shadows, pseudonyms):
+            self.log.append(record(response.request_id, now(), r.timestamp, p, q, s, shadow, cpu_us))
         _count("recommend_batch", time.thread_time() - start, len(queries))
         return responses
 

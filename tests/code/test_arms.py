@@ -1,0 +1,138 @@
+"""Challengers in the service's logic, without BentoML: sticky canary arms, a shadow that never
+changes an answer, a broken canary answered for by the champion, and the log line that carries both."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.models.base import EmbeddingModel
+from recsys.schemas import RequestRecord
+from recsys.serving import index
+from recsys.serving.arms import Deployment, assign, record, score_shadow, serve, unit
+from recsys.serving.logic import Query, ServingModel, pseudonymise
+
+KEY = b"k" * 32
+N_USERS, N_ITEMS = 300, 400
+
+
+def embedding(seed: int, dim: int = 16) -> EmbeddingModel:
+    """The same users and items with vectors of their own: another family's view of one shop."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(3, 20, N_USERS)
+    return EmbeddingModel(
+        user_ids=np.array([f"u{i}" for i in range(N_USERS)]),
+        item_ids=np.array([f"i{i}" for i in range(N_ITEMS)]),
+        user_vectors=rng.normal(size=(N_USERS, dim)).astype(np.float32),
+        item_vectors=rng.normal(size=(N_ITEMS, dim)).astype(np.float32),
+        popularity=rng.integers(0, 50, N_ITEMS).astype(np.float32),
+        seen_indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        seen_indices=np.concatenate([np.sort(rng.choice(N_ITEMS, c, replace=False)) for c in counts]).astype(np.int32),
+    )
+
+
+def serving(seed: int, version: str) -> ServingModel:
+    model = embedding(seed)
+    return ServingModel(model, index.exact_index(model.item_vectors), {"version": version})
+
+
+@pytest.fixture(scope="module")
+def champion() -> ServingModel:
+    return serving(0, "1")
+
+
+@pytest.fixture(scope="module")
+def canary() -> ServingModel:
+    return serving(1, "2")
+
+
+@pytest.fixture(scope="module")
+def shadow() -> ServingModel:
+    return serving(2, "3")
+
+
+def queries() -> list[Query]:
+    return [Query(f"u{i}", 10, explain=i % 3 == 0) for i in range(N_USERS)] + [Query("stranger", 5), Query("u7", 10, forgotten=True)]
+
+
+def pseudonyms(qs: list[Query]) -> list[str | None]:
+    return [None if q.forgotten else pseudonymise(q.user_id, KEY) for q in qs]
+
+
+def test_arm_assignment_is_sticky_and_matches_the_share() -> None:
+    ids = [pseudonymise(f"user-{i}", KEY) for i in range(20_000)]
+    arms = [assign(p, 0.1, "v2") for p in ids]
+    assert abs(arms.count("canary") / len(ids) - 0.1) <= 0.01
+    assert [assign(p, 0.1, "v2") for p in ids] == arms  # the same user, the same arm, every time
+    wider = [assign(p, 0.3, "v2") for p in ids]  # a larger share keeps everyone already in the canary
+    assert abs(wider.count("canary") / len(ids) - 0.3) <= 0.01
+    assert all(w == "canary" for a, w in zip(arms, wider) if a == "canary")
+    other = [assign(p, 0.1, "v3") for p in ids]  # another canary draws other users
+    assert sum(a == o == "canary" for a, o in zip(arms, other)) < 0.2 * arms.count("canary")
+
+
+def test_anonymous_users_and_a_zero_share_get_the_champion() -> None:
+    assert assign(None, 1.0, "v2") == "champion"
+    assert assign(pseudonymise("u1", KEY), 0.0, "v2") == "champion"
+    assert assign(pseudonymise("u1", KEY), 1.0, "v2") == "canary"
+    assert 0.0 <= unit("x") < 1.0 and unit("x") != unit("x", "salt")
+
+
+def test_the_canary_answers_its_users_and_the_champion_the_others(champion: ServingModel, canary: ServingModel) -> None:
+    qs = queries()
+    ps = pseudonyms(qs)
+    served = serve(Deployment(champion, canary=canary), qs, ps, 0.5)
+    for q, p, s in zip(qs, ps, served):
+        arm = assign(p, 0.5, canary.version)
+        expected = (canary if arm == "canary" else champion).recommend([q])[0]
+        assert (s.arm, s.model.version, s.recommendation.items) == (arm, "2" if arm == "canary" else "1", expected.items)
+        assert s.canary_error is None and s.latency_us > 0
+    assert 0.4 < sum(s.arm == "canary" for s in served) / len(served) < 0.6
+    assert served[-1].arm == "champion"  # forgotten: no pseudonym, no canary
+
+
+def test_a_shadow_never_changes_an_answer_and_is_logged_beside_it(champion: ServingModel, canary: ServingModel, shadow: ServingModel) -> None:
+    qs = queries()
+    ps = pseudonyms(qs)
+    ids = [f"r{i}" for i in range(len(qs))]
+    without = serve(Deployment(champion, canary=canary), qs, ps, 0.2)
+    deployed = Deployment(champion, canary=canary, shadow=shadow)
+    answers = serve(deployed, qs, ps, 0.2)
+    shadows = score_shadow(deployed, qs, ids, 1.0)
+    assert [(s.arm, s.recommendation) for s in answers] == [(s.arm, s.recommendation) for s in without]
+    lines = [record(i, "2026-01-01T00:00:00+00:00", None, p, q, s, sh, 1.0) for i, p, q, s, sh in zip(ids, ps, qs, answers, shadows)]
+    for line, answer, q in zip(lines, without, qs):
+        line = RequestRecord.model_validate_json(line.model_dump_json())  # as the monitor reads it back
+        assert line.items == [i for i, _ in answer.recommendation.items] and line.arm == answer.arm
+        assert line.shadow_items == [i for i, _ in shadow.recommend([q])[0].items] and line.shadow_version == "3"
+    known = [line for line in lines if line.history_len]
+    assert sum(line.shadow_items != line.items for line in known) > 0.9 * len(known)  # the shadow's own lists, not copies
+
+
+def test_the_shadow_scores_its_share_of_requests_only(champion: ServingModel, shadow: ServingModel) -> None:
+    qs = [Query(f"u{i % N_USERS}", 10) for i in range(2_000)]
+    ids = [f"req-{i}" for i in range(len(qs))]
+    scored = score_shadow(Deployment(champion, shadow=shadow), qs, ids, 0.25)
+    assert abs(sum(s is not None for s in scored) / len(qs) - 0.25) < 0.03
+    again = score_shadow(Deployment(champion, shadow=shadow), qs, ids, 0.25)  # sampled by request id: every worker agrees
+    assert [s is None for s in again] == [s is None for s in scored]
+    assert score_shadow(Deployment(champion), qs, ids, 1.0) == [None] * len(qs)
+
+
+def test_a_failing_canary_is_answered_for_by_the_champion(champion: ServingModel) -> None:
+    broken = embedding(1)  # its index does not match its vectors, as an export gone wrong would
+    canary = ServingModel(broken, index.exact_index(np.zeros((N_ITEMS, 8), dtype=np.float32)), {"version": "2"})
+    qs = queries()
+    ps = pseudonyms(qs)
+    served = serve(Deployment(champion, canary=canary), qs, ps, 0.5)
+    alone = champion.recommend(qs)
+    assert [s.recommendation for s in served] == alone and {s.arm for s in served} == {"champion"}
+    failed = [s for s, p in zip(served, ps) if assign(p, 0.5, "2") == "canary"]
+    assert failed and all(s.canary_error for s in failed)
+    assert all(s.canary_error is None for s, p in zip(served, ps) if assign(p, 0.5, "2") == "champion")
+
+
+def test_a_failing_shadow_leaves_its_error_not_an_exception(champion: ServingModel) -> None:
+    shadow = ServingModel(embedding(2), index.exact_index(np.zeros((N_ITEMS, 8), dtype=np.float32)), {"version": "3"})
+    scored = score_shadow(Deployment(champion, shadow=shadow), [Query("u1", 10)], ["r1"], 1.0)
+    assert scored[0] is not None and scored[0].items is None and scored[0].error
