@@ -7,7 +7,7 @@ gets the popularity fallback, exactly as the service would answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ from recsys.models.base import EmbeddingModel
 from recsys.schemas import DEFAULT_K, ITEM_COL, USER_COL
 
 KS = (10, 20)
+BOOTSTRAP = 200  # resamples of test users behind a metric's _lo/_hi
 METRICS = ("precision", "recall", "f1", "ndcg", "map", "hitrate")
 
 
@@ -139,12 +140,14 @@ def evaluate(
     seed: int = 0,
     exclude: pd.DataFrame | None = None,
     max_users: int | None = None,
+    intervals: Collection[str] | None = None,
 ) -> dict[str, float]:
     """Mean of every metric@k over the test users, plus coverage and mean popularity of recs.
 
-    With `bootstrap` > 0, each metric also gets `<metric>_lo`/`<metric>_hi`: a 95% bootstrap
-    interval over users, so two runs can be compared with their noise in view. Above
-    `max_users` test users, a fixed random sample of them is ranked (`sample_users`).
+    With `bootstrap` > 0, each metric (or only those named in `intervals`, e.g. the one a
+    blessing decides on, sparing the others' resampling) also gets `<metric>_lo`/`<metric>_hi`:
+    a 95% bootstrap interval over users, so two runs can be compared with their noise in view.
+    Above `max_users` test users, a fixed random sample of them is ranked (`sample_users`).
     """
     truth, n_test_users = ranked_truth(test, max_users, seed)
     users = truth.index.tolist()
@@ -152,7 +155,7 @@ def evaluate(
     result: dict[str, float] = {}
     for key, values in per_user_metrics(truth, recs, ks).items():
         result[key] = float(np.mean(values)) if len(values) else 0.0
-        if bootstrap > 0:
+        if bootstrap > 0 and (intervals is None or key in intervals):
             result[f"{key}_lo"], result[f"{key}_hi"] = bootstrap_ci(values, bootstrap, seed)
     top_k = [r[: min(ks)] for r in recs]
     distinct = {item for r in top_k for item in r}

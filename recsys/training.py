@@ -28,7 +28,7 @@ from recsys import registry
 from recsys.cost import Cost, Meter
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
-from recsys.evaluation import evaluate, metric_curve
+from recsys.evaluation import BOOTSTRAP, evaluate, metric_curve
 from recsys.models import families
 from recsys.models.base import EmbeddingModel, Recommender, titles_for
 from recsys.schemas import TS_COL
@@ -36,7 +36,6 @@ from recsys.settings import Settings
 
 SELECTION_METRIC = "ndcg_at_10"
 PROTOCOL = "standard: configuration and epochs chosen on validation, refit on train+validation, scored on test"
-BOOTSTRAP = 200  # resamples of test users behind each metric's _lo/_hi
 SCHEMA_SAMPLE = 1000  # rows the logged dataset's schema is inferred from
 
 

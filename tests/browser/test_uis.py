@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -35,50 +36,42 @@ def test_prefect_custom_run_of_training_reaches_completed(platform_up: Platform,
     assert run["parameters"]["epochs"] == 3 and run["state"]["type"] == "COMPLETED"
 
 
-def test_mlflow_compare_two_runs_shows_both_ndcg(platform_up: Platform, page: Page, screenshot) -> None:
-    base = platform.mlflow_server(platform_up.settings).url
-    experiment = httpx.get(f"{base}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "recsys"}).json()
-    page.goto(f"{base}/#/experiments/{experiment['experiment']['experiment_id']}/runs")
-    compared = (f"{platform_up.settings.first_champion_family}-shop", "popularity-shop")  # both from `recsys up`
-    for name in compared:
-        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True)).first
-        row.get_by_role("checkbox", name=re.compile("toggle row selection")).check()
-    page.get_by_role("button", name="Compare").click()
-    expect(page.get_by_text("Comparing 2 Runs")).to_be_visible()
+def test_mlflow_champion_run_shows_its_blessing_chart_with_intervals(platform_up: Platform, page: Page, screenshot) -> None:
+    settings = platform_up.settings
+    base = platform.mlflow_server(settings).url
+    api = f"{base}/api/2.0/mlflow"
+    # `recsys up` blessed its first champion against popularity: the champion's run holds the chart
+    alias = httpx.get(f"{api}/registered-models/alias", params={"name": settings.registered_model, "alias": settings.champion_alias})
+    run_id = alias.json()["model_version"]["run_id"]
+    run = httpx.get(f"{api}/runs/get", params={"run_id": run_id}).json()["run"]
+    listed = httpx.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": "blessing"}).json()["files"]
+    assert {f["path"] for f in listed} == {"blessing/ndcg_at_10.png", "blessing/ndcg_at_10.json"}
+
+    def artifact(path: str) -> bytes:
+        return httpx.get(f"{base}/get-artifact", params={"path": path, "run_uuid": run_id}).raise_for_status().content
+
+    chart = json.loads(artifact("blessing/ndcg_at_10.json"))
+    drawn = {bar["role"]: bar for bar in chart["bars"]}
+    assert set(drawn) == {"candidate", "baseline"} and drawn["candidate"]["family"] == settings.first_champion_family
+    logged = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    # the candidate's bar and whiskers are the metric and interval its run logged, to the last digit
+    assert [drawn["candidate"][k] for k in ("value", "lo", "hi")] == [logged[f"test_ndcg_at_10{s}"] for s in ("", "_lo", "_hi")]
+    assert chart["blessed"] and chart["threshold"] == drawn["baseline"]["value"] < drawn["candidate"]["value"]
+    width = int.from_bytes(artifact("blessing/ndcg_at_10.png")[16:20], "big")  # the PNG header's width
+
+    page.goto(f"{base}/#/experiments/{run['info']['experiment_id']}/runs/{run_id}")
+    page.get_by_role("tab", name="Artifacts").click()
+    page.get_by_text("blessing", exact=True).click()
+    page.get_by_text("ndcg_at_10.png", exact=True).click()
+    figure = page.get_by_role("img", name="blessing/ndcg_at_10.png")
+    expect(figure).to_be_visible()
+    expect(page.get_by_text("blessing/ndcg_at_10.png", exact=True)).to_be_visible()  # the viewer's title
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=figure.element_handle())
+    assert figure.evaluate("img => img.naturalWidth") == width  # the logged PNG, drawn whole
     close_assistant = page.get_by_role("button", name=re.compile("close", re.IGNORECASE))
     if close_assistant.count():
         close_assistant.first.click()
-    # The metrics table is two virtual grids 300px high (names, values) that scroll together;
-    # the wheel moves the names a beat behind the values, so scroll both to the same place.
-    ndcg = page.get_by_text("test_ndcg_at_10", exact=True)
-    page.locator("[role=grid] a", has_text="test_coverage").first.scroll_into_view_if_needed()
-    table = page.locator("[role=grid] a", has_text="test_coverage").first.evaluate_handle(
-        """label => {
-            let box = label.closest('[role=grid]').parentElement;
-            while (box.querySelectorAll('[role=grid]').length < 2) box = box.parentElement;
-            return box;
-        }"""
-    )
-    for step in range(1, 60):
-        if ndcg.count():
-            break
-        table.evaluate("(box, y) => box.querySelectorAll('[role=grid]').forEach(g => { g.scrollTop = y; })", step * 45)
-        page.wait_for_timeout(100)
-    expect(ndcg.first).to_be_visible()
-    # MLflow 3.17's compare table draws its value column one row off its name column (seen
-    # here: n_users' 300 beside test_map_at_20_lo), so check that both runs' logged NDCG@10
-    # values are on show in the table rather than reading them off the label's row.
-    search = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100}
-    newest = {}  # the table lists newest first, so the rows checked above are each name's newest run
-    for run in httpx.post(f"{base}/api/2.0/mlflow/runs/search", json=search).json()["runs"]:
-        name = run["info"]["run_name"]
-        if name in compared and run["info"]["start_time"] > newest.get(name, {"info": {"start_time": 0}})["info"]["start_time"]:
-            newest[name] = run
-    runs = list(newest.values())
-    logged = {f"{m['value']:.3f}".rstrip("0") for r in runs for m in r["data"]["metrics"] if m["key"] == "test_ndcg_at_10"}
-    shown = set(table.evaluate("box => [...box.querySelectorAll('[role=grid] div')].map(c => c.innerText.trim())"))
-    assert len(logged) == 2 and logged <= shown, (logged, sorted(shown)[:40])
-    screenshot(page, "mlflow-compare")
+    screenshot(page, "mlflow-ndcg-chart")
 
 
 def test_swagger_ui_executes_recommend(platform_up: Platform, page: Page, screenshot) -> None:

@@ -12,6 +12,7 @@ RULE = CostRule(max_factor=2.0, min_gain=0.05)
 
 def test_quality_rule_without_costs() -> None:
     assert bless({"ndcg_at_10": 0.100}, CHAMPION, None).blessed  # not worse is enough
+    assert bless({"ndcg_at_10": 0.100}, CHAMPION, None).threshold == 0.100  # the champion's value is the line to reach
     refused = bless({"ndcg_at_10": 0.099}, CHAMPION, None)
     assert not refused.blessed and refused.rule == "quality" and "worse than champion's" in refused.reasons[0]
     with pytest.raises(ValueError, match="baseline"):

@@ -106,6 +106,9 @@ def test_evaluate_adds_intervals_and_curves_rise_with_k() -> None:
     metrics = evaluate(model, test, ks=(1, 2), bootstrap=50)
     assert metrics["recall_at_2_lo"] <= metrics["recall_at_2"] <= metrics["recall_at_2_hi"]
     assert "ndcg_at_1_lo" in metrics and "coverage_lo" not in metrics
+    only = evaluate(model, test, ks=(1, 2), bootstrap=50, intervals=("ndcg_at_2",))  # a blessing's one metric
+    assert {k for k in only if k.endswith(("_lo", "_hi"))} == {"ndcg_at_2_lo", "ndcg_at_2_hi"}
+    assert (only["ndcg_at_2_lo"], only["ndcg_at_2_hi"]) == (metrics["ndcg_at_2_lo"], metrics["ndcg_at_2_hi"])  # the same interval
     curve = metric_curve(model, test, max_k=3)
     assert len(curve["recall"]) == 3 and curve["recall"] == sorted(curve["recall"])
     assert curve["recall"][-1] == pytest.approx(1.0)

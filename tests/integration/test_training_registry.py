@@ -56,6 +56,15 @@ def test_first_candidate_beats_popularity_and_is_promoted_to_bentoml(settings: S
     assert promotion.promoted and promotion.previous_champion is None
     assert "popularity" in promotion.blessing.reasons[0]
     assert registry.champion(settings) == candidate.version
+    chart = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=candidate.run_id, artifact_path="blessing/ndcg_at_10.json")).read_text())
+    logged = MlflowClient().get_run(candidate.run_id).data.metrics
+    drawn = {bar["role"]: bar for bar in chart["bars"]}
+    assert set(drawn) == {"candidate", "baseline"} and drawn["baseline"]["family"] == "popularity"
+    # the blessing scores the candidate as its training run did: the bar is the run's own metric and interval
+    assert [drawn["candidate"][k] for k in ("value", "lo", "hi")] == [logged[f"test_ndcg_at_10{s}"] for s in ("", "_lo", "_hi")]
+    assert drawn["baseline"]["lo"] <= drawn["baseline"]["value"] <= drawn["baseline"]["hi"]
+    assert chart["threshold"] == drawn["baseline"]["value"]
+    assert {a.path for a in MlflowClient().list_artifacts(candidate.run_id, "blessing")} == {"blessing/ndcg_at_10.json", "blessing/ndcg_at_10.png"}
     from bentoml._internal.models import ModelStore
 
     stored = ModelStore(str(settings.bentoml_home / "models")).get(promotion.bento_tag)
@@ -73,6 +82,9 @@ def test_worse_candidate_is_refused_and_champion_stays(settings: Settings, synth
     assert registry.champion(settings) == champion_version
     blessing = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=weak.run_id, artifact_path="blessing.json")).read_text())
     assert blessing["blessed"] is False and blessing["rule"] == "quality"
+    chart = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=weak.run_id, artifact_path="blessing/ndcg_at_10.json")).read_text())
+    assert [(bar["role"], bar["family"]) for bar in chart["bars"]] == [("candidate", "two_tower"), ("champion", "two_tower")]
+    assert chart["threshold"] == chart["bars"][1]["value"] == blessing["champion"] and chart["blessed"] is False
     for who in ("candidate", "champion"):  # both costs measured for the (optional) cost rule, shown in MLflow
         assert blessing["costs"][who]["train_cpu_s"] > 0 and blessing["costs"][who]["serve_cpu_us_per_user"] > 0
     assert MlflowClient().get_run(weak.run_id).data.tags["blessing_rule"] == "quality"
