@@ -20,7 +20,7 @@ def test_every_family_builds_and_an_unknown_one_is_refused(tmp_path: Path) -> No
         model, hp = by_name(name).build(settings)
         assert model.family == name
         assert {key: hp[key] for key in FAMILIES[name].defaults} == {key: getattr(settings, key) for key in FAMILIES[name].defaults}
-    with pytest.raises(ValueError, match="unknown model family 'eas'; known: two_tower, popularity, seq_two_tower, ease, ials, item_knn"):
+    with pytest.raises(ValueError, match="unknown model family 'eas'; known: two_tower, popularity, seq_two_tower, ease, ials, item_knn, two_stage"):
         by_name("eas")
 
 

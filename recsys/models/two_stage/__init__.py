@@ -1,0 +1,10 @@
+"""The two-stage recommender: cheap retrievers propose candidates, a learned ranker orders them.
+
+`snapshot` holds everything known before a cut-off (the one place interactions enter),
+`candidates` unions the retrievers' top N, `features` describes each (user, candidate) pair,
+`ranker` is the Keras model that orders them, and `model` wires the stages into a Recommender.
+"""
+
+from recsys.models.two_stage.model import TwoStageModel
+
+__all__ = ["TwoStageModel"]
