@@ -21,8 +21,13 @@ def bless_and_export(version: str, run_id: str, dataset: str, train_until: str |
 
 @flow(name="promote")
 def promote(version: str, run_id: str, dataset: str = "online-retail", train_until: str | None = None) -> dict:
-    """Give `version` the champion alias and export it to BentoML, if it is blessed."""
+    """Give `version` the champion alias and export it to BentoML, if it is blessed (online mode: deploy it as shadow and canary)."""
     result = bless_and_export(version, run_id, dataset, train_until)
-    verdict = "promoted" if result["promoted"] else "not promoted; the champion stays"
+    if result["promoted"]:
+        verdict = "promoted"
+    elif result["deployed_as"]:
+        verdict = f"deployed as {' and '.join(result['deployed_as'])} (online promotion: the canary flow decides)"
+    else:
+        verdict = "not promoted; the champion stays"
     get_run_logger().info("version %s %s: %s", version, verdict, "; ".join(result["blessing"]["reasons"]))
     return result

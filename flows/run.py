@@ -19,6 +19,7 @@ from typing import Any
 
 def flows() -> dict[str, Callable[..., Any]]:
     """Every runnable flow by its name (the same names as its deployments)."""
+    from flows.canary import canary
     from flows.monitor import monitor
     from flows.pipeline import pipeline
     from flows.promote import promote
@@ -26,7 +27,7 @@ def flows() -> dict[str, Callable[..., Any]]:
     from flows.tune import tune_model
     from flows.validate import validate
 
-    return {"pipeline": pipeline, "validate": validate, "train": train_model, "promote": promote, "monitor": monitor, "tune": tune_model}
+    return {"pipeline": pipeline, "validate": validate, "train": train_model, "promote": promote, "monitor": monitor, "canary": canary, "tune": tune_model}
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:

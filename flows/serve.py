@@ -3,8 +3,8 @@
 `python -m flows.serve` is what `recsys up` and the demo start. The trigger maps the drift
 event's payload onto the pipeline's parameters (all strings, matching their types). Each
 deployment's dataset defaults to `settings.dataset`, so the Prefect UI's run form opens on the
-data the platform was started with; the monitor also runs on a schedule
-(`settings.monitor_interval_minutes`, 0 for none).
+data the platform was started with; the monitor and the canary's judge also run on a schedule
+(`settings.monitor_interval_minutes`, 0 for none); with no canary deployed the canary run does nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events import DeploymentEventTrigger
 
+from flows.canary import canary
 from flows.monitor import DRIFT_EVENT, monitor
 from flows.pipeline import pipeline
 from flows.promote import promote
@@ -51,6 +52,7 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
         train_model.to_deployment(name="train", parameters=data),
         promote.to_deployment(name="promote", parameters=data),
         monitor.to_deployment(name="monitor", parameters=data, tags=["scheduled"] if schedule else [], **schedule),
+        canary.to_deployment(name="canary", tags=["scheduled"] if schedule else [], **schedule),
         tune_model.to_deployment(name="tune"),
     ]
 

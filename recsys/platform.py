@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from recsys import keys
 from recsys.processes import forget, listeners, log_path, recorded, running_pid, server_record, stop, write_record
 from recsys.settings import Settings
 
@@ -276,3 +277,18 @@ def champion_version(settings: Settings) -> str | None:
         return None  # MLflow 3 answers a missing alias (or model) with 400 "... not found"
     response.raise_for_status()
     return str(response.json()["model_version"]["version"])
+
+
+def reload_service(settings: Settings) -> str:
+    """Ask the running service to load the store's newest champion and challengers now; say what it answered.
+
+    A challenger deployed, promoted or withdrawn takes effect at the service's next reload. A
+    service that is not running loads the store when it starts, so its absence is reported, not
+    raised. One call reaches one worker (`RECSYS_SERVE_WORKERS` > 1: the others keep their set).
+    """
+    url = f"{bentoml_server(settings).url}/admin/reload"
+    try:
+        response = httpx.post(url, headers={"authorization": f"Bearer {keys.admin_token(settings)}"}, timeout=60)
+    except httpx.HTTPError:
+        return f"no service answered at {url}: it loads the store's models when it starts"
+    return f"{url}: {response.status_code} {response.text}"

@@ -10,7 +10,8 @@ service's `POST /admin/forget`. In order, under one lock (two erasures never int
 3. their lines leave the request and feedback logs, found by their log pseudonym;
 4. the champion's user vectors, less theirs, are registered as a new model version (tagged
    `erasure=<hash>`), checked for ANN recall, exported to BentoML and made champion, with no
-   retraining; every model folder already stored (MLflow artifacts and the BentoML store under
+   retraining; so is each deployed challenger (shadow, canary: recsys.challengers), deployed
+   again in its role with its experiment kept; every model folder already stored (MLflow artifacts and the BentoML store under
    `RECSYS_HOME`) is rewritten without them: vector, seen items, input examples, pickles, and
    the Keras files that hold their row are deleted;
 5. the tombstone file is replaced once more, so every worker swaps to the new champion;
@@ -33,18 +34,24 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cloudpickle
 import mlflow
 import yaml
 from mlflow import MlflowClient
 
-from recsys import keys, registry, tombstones
+from recsys import challengers, keys, registry, tombstones
 from recsys.data import store
 from recsys.models.base import EmbeddingModel
 from recsys.serving import index
 from recsys.serving.logic import drop_lines, pseudonymise
 from recsys.settings import Settings
+
+if TYPE_CHECKING:
+    import faiss
+
+    from recsys.serving.index import IndexReport
 
 ARRAYS = Path("artifacts") / registry.EXPORT_ARTIFACT / "arrays.npz"  # within an MLflow model folder
 EXAMPLES = ("input_example.json", "serving_input_example.json")
@@ -59,10 +66,11 @@ class Erasure:
     store_rows: int  # interactions deleted from the dataset stores
     request_log_lines: int
     event_log_lines: int  # feedback lines of the events log
-    model_vectors: int  # user vectors dropped from the champion (0 when it had none for them)
+    model_vectors: int  # model versions that lost their vector: the champion's and deployed challengers' (0 when none had one)
     model_files: int  # stored model files rewritten or deleted (MLflow artifacts, BentoML store)
     model_version: str | None  # the champion registered without them; None when none was needed
     previous_champion: str | None
+    challengers: dict[str, str] = field(default_factory=dict)  # role (shadow, canary) -> its version registered without them
     notes: list[str] = field(default_factory=list)  # what was skipped, and why
 
     def to_dict(self) -> dict:
@@ -78,12 +86,13 @@ def forget(settings: Settings, user_id: str) -> Erasure:
         requests = drop_lines(settings.request_log, pseudonym)
         events = drop_lines(settings.events_log, pseudonym)
         notes: list[str] = []
-        version, previous, vectors = _champion_without(settings, user_id, subject, notes)
+        version, previous, redeployed = _models_without(settings, user_id, subject, notes)
+        vectors = len({version, *redeployed.values()} - {None})
         files = sum(_scrub_model_folder(folder, user_id) for folder in _model_folders(settings))
         if settings.mlflow_artifacts_destination:
             notes.append(f"artifacts under {settings.mlflow_artifacts_destination} are outside RECSYS_HOME and were not rewritten")
         tombstones.add(tombstones.path_of(settings))  # a new file: every worker swaps to the new champion
-        erasure = Erasure(subject, datetime.now(UTC).isoformat(), rows, requests, events, vectors, files, version, previous, notes)
+        erasure = Erasure(subject, datetime.now(UTC).isoformat(), rows, requests, events, vectors, files, version, previous, redeployed, notes)
         _audit(settings.audit_log, erasure)
     return erasure
 
@@ -109,31 +118,66 @@ def _stores(settings: Settings) -> list[Path]:
     return found
 
 
-def _champion_without(settings: Settings, user_id: str, subject: str, notes: list[str]) -> tuple[str | None, str | None, int]:
-    """Register the champion less `user_id` as a new version and promote it: (version, previous, vectors dropped)."""
+def _models_without(settings: Settings, user_id: str, subject: str, notes: list[str]) -> tuple[str | None, str | None, dict[str, str]]:
+    """Re-register the champion and every deployed challenger less `user_id`, and deploy them again.
+
+    Returns (new champion version, previous champion, {challenger role: new version}). A shadow
+    and a canary of the same version share one new version; a challenger keeps its experiment
+    (start, arm salt: recsys.challengers), so the same users stay in its arm.
+    """
     registry.configure(settings)
     previous = registry.champion(settings)
     if previous is None:
         notes.append("no champion yet: no model version registered")
-        return None, None, 0
-    model = registry.load_version(settings, previous)
+    made: dict[str, _Scrubbed | None] = {}
+
+    def scrubbed(version: str, role: str) -> _Scrubbed | None:
+        if version not in made:
+            made[version] = _version_without(settings, version, user_id, subject)
+            if made[version] is None:
+                notes.append(f"{role} version {version} has no vector for them: no model version registered")
+        return made[version]
+
+    champion = scrubbed(previous, "champion") if previous is not None else None
+    if champion is not None:
+        registry.make_champion(settings, champion.version, champion.model, champion.ann, champion.report)
+        if champion.report is None:
+            notes.append(f"ANN recall below {index.MIN_RECALL}: version {champion.version} is served by exact search")
+    redeployed: dict[str, str] = {}
+    for role in challengers.ROLES:
+        current = challengers.challenger(settings, role)
+        if current is not None and (new := scrubbed(current.version, role)) is not None:
+            challengers.deploy(settings, new.version, role, new.model, new.ann, new.report, continues=True)
+            redeployed[role] = new.version
+    return champion.version if champion else None, previous, redeployed
+
+
+@dataclass(frozen=True)
+class _Scrubbed:
+    """A registered version less one user, with its checked ANN index (None: served by exact search)."""
+
+    version: str
+    model: EmbeddingModel
+    ann: faiss.Index | None
+    report: IndexReport | None
+
+
+def _version_without(settings: Settings, version: str, user_id: str, subject: str) -> _Scrubbed | None:
+    """Register `version` less `user_id` as a new version, its tags copied and its lineage added; None if it has no vector for them."""
+    model = registry.load_version(settings, version)
     if user_id not in model.user_index:
-        notes.append(f"champion version {previous} has no vector for them: no model version registered")
-        return None, previous, 0
+        return None
     scrubbed = model.without_users({user_id})
-    lineage = {"erasure": subject, "derived_from_version": previous}
+    lineage = {"erasure": subject, "derived_from_version": version}
     with mlflow.start_run(run_name=f"erasure-{subject[:12]}") as run:
         mlflow.set_tags({"model_family": "erasure", **lineage})
         uri = registry.log_model(scrubbed)
-    tags = MlflowClient().get_model_version(settings.registered_model, previous).tags
-    version = registry.register(uri, settings, run.info.run_id, {**{k: v for k, v in tags.items() if k != "run_id"}, **lineage})
+    tags = MlflowClient().get_model_version(settings.registered_model, version).tags
+    new = registry.register(uri, settings, run.info.run_id, {**{k: v for k, v in tags.items() if k != "run_id"}, **lineage})
     ann, report = index.build_checked(scrubbed.item_vectors, scrubbed.user_vectors)  # items unchanged: it passes as before
     if not report.passed:
         ann, report = None, None  # served by exact search rather than not at all
-        notes.append(f"ANN recall below {index.MIN_RECALL}: version {version} is served by exact search")
-    registry.export_to_bentoml(settings, version, scrubbed, ann, report)
-    registry.set_champion(settings, version)
-    return version, previous, 1
+    return _Scrubbed(new, scrubbed, ann, report)
 
 
 def _model_folders(settings: Settings) -> list[Path]:
@@ -206,6 +250,7 @@ def _audit(log: Path, erasure: Erasure) -> None:
         "removed": {k: getattr(erasure, k) for k in ("store_rows", "request_log_lines", "event_log_lines", "model_vectors", "model_files")},
         "model_version": erasure.model_version,
         "previous_champion": erasure.previous_champion,
+        "challengers": erasure.challengers,
         "notes": erasure.notes,
     }
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

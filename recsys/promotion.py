@@ -9,17 +9,22 @@ costs go to the blessing too (training CPU seconds from their runs, ranking CPU 
 measured here, side by side), for the optional cost rule (`RECSYS_COST_AWARE_BLESSING`). Each
 model's blessing metric gets its 95% bootstrap interval (the candidate's the same as its training
 run logged), and the comparison is logged as a chart (recsys.blessing_chart) with its data.
+
+With `RECSYS_PROMOTION_MODE=online` a blessed candidate does not take over at once: while there
+is a champion it is deployed as its shadow and canary (recsys.challengers), and the canary flow
+promotes or rolls it back on live traffic. The first champion has nobody to be judged against,
+so it is promoted directly in either mode.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 import pandas as pd
 
-from recsys import blessing_chart, registry
+from recsys import blessing_chart, challengers, registry
 from recsys.blessing import BLESSING_METRIC, Blessing, CostRule, bless
 from recsys.data.split import Split
 from recsys.evaluation import BOOTSTRAP, evaluate
@@ -37,6 +42,7 @@ class PromotionResult:
     previous_champion: str | None
     bento_tag: str | None
     index_recall: float | None = None  # ANN recall@100 against exact search, when checked
+    deployed_as: list[str] = field(default_factory=list)  # online mode: the challenger roles it took instead
 
 
 def bless_and_promote(settings: Settings, version: str, run_id: str, split: Split, items: pd.DataFrame) -> PromotionResult:
@@ -83,8 +89,10 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
         return PromotionResult(blessing, False, version, current, None)
     if not report.passed:
         return PromotionResult(blessing, False, version, current, None, report.recall)
-    tag = registry.export_to_bentoml(settings, version, model, ann, report)
-    registry.set_champion(settings, version)
+    if settings.promotion_mode == "online" and current is not None:
+        deployed = [challengers.deploy(settings, version, role, model, ann, report) for role in challengers.ROLES]
+        return PromotionResult(blessing, False, version, current, deployed[-1].bento_tag, report.recall, [d.role for d in deployed])
+    tag = registry.make_champion(settings, version, model, ann, report)
     return PromotionResult(blessing, True, version, current, tag, report.recall)
 
 

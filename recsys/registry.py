@@ -1,7 +1,8 @@
-"""MLflow logging, registration and aliases; export of the champion to the BentoML store.
+"""MLflow logging, registration and aliases; export of the champion (and challengers) to the BentoML store.
 
 A registered model version is an MLflow pyfunc whose artifact `export/` holds the model's
 EmbeddingModel (npz + json). Promotion is an alias change (`champion`), never a retrain.
+Challengers (shadow, canary) are deployed and withdrawn by recsys.challengers on top of these.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from recsys.settings import Settings
 
 if TYPE_CHECKING:
     import faiss
+    from bentoml._internal.models import ModelStore
 
     from recsys.serving.index import IndexReport
 
@@ -134,19 +136,41 @@ def set_champion(settings: Settings, version: str) -> None:
     MlflowClient().set_registered_model_alias(settings.registered_model, settings.champion_alias, version)
 
 
-def export_to_bentoml(settings: Settings, version: str, model: EmbeddingModel, ann: faiss.Index | None = None, report: IndexReport | None = None) -> str:
+def make_champion(settings: Settings, version: str, model: EmbeddingModel, ann: faiss.Index | None, report: IndexReport | None) -> str:
+    """The one promotion path (blessing, erasure, a promoted canary): export to the store, then move the alias.
+
+    In that order, so the alias never names a version the store lacks. Returns the BentoML tag.
+    """
+    tag = export_to_bentoml(settings, version, model, ann, report)
+    set_champion(settings, version)
+    return tag
+
+
+def bento_name(settings: Settings, alias: str | None = None) -> str:
+    """The BentoML store's name for the champion (None) or a challenger's alias (`Settings.challenger_model`)."""
+    return settings.registered_model if alias is None else settings.challenger_model(alias).split(":")[0]
+
+
+def export_to_bentoml(
+    settings: Settings,
+    version: str,
+    model: EmbeddingModel,
+    ann: faiss.Index | None = None,
+    report: IndexReport | None = None,
+    alias: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> str:
     """Copy a registered version into the BentoML model store; return the BentoML tag.
 
     `model` is that version as the caller already loaded it: it names the example ids that the
-    service's Swagger UI offers, without reading the arrays again.
+    service's Swagger UI offers, without reading the arrays again. A challenger (`alias`, with
+    its `extra` metadata) goes under its own name (`bento_name`), where the service looks for it.
 
-    The store is named explicitly (settings.bentoml_home) rather than through BENTOML_HOME,
-    which BentoML reads once per process. The layout matches `bentoml.mlflow.import_model`:
+    The store is `model_store(settings)`. The layout matches `bentoml.mlflow.import_model`:
     the MLflow model folder under `mlflow_model/`; the checked ANN index, when given, sits
     beside it (faiss format) so the service loads it from the store and nowhere else.
     """
     import bentoml
-    from bentoml._internal.models import ModelStore
 
     mv = MlflowClient().get_model_version(settings.registered_model, version)
     metadata = {
@@ -159,15 +183,14 @@ def export_to_bentoml(settings: Settings, version: str, model: EmbeddingModel, a
     if report is not None:
         metadata.update(index_kind=report.kind, index_recall_at_100=report.recall, index_ef_search=report.ef_search)
     metadata.update(_example_ids(model))
-    store_dir = settings.bentoml_home.resolve() / "models"
-    store_dir.mkdir(parents=True, exist_ok=True)
+    metadata.update(extra or {})
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{version}", dst_path=tmp)
         with bentoml.models.create(
-            settings.registered_model,
-            labels={"version": version, "stage": "champion"},
+            bento_name(settings, alias),
+            labels={"version": version, "stage": alias or "champion"},
             metadata=metadata,
-            _model_store=ModelStore(str(store_dir)),
+            _model_store=model_store(settings),
         ) as stored:
             shutil.copytree(local, stored.path_of("mlflow_model"))
             if ann is not None:
@@ -175,6 +198,18 @@ def export_to_bentoml(settings: Settings, version: str, model: EmbeddingModel, a
 
                 index.write(ann, Path(stored.path))
     return str(stored.tag)
+
+
+def model_store(settings: Settings) -> ModelStore:
+    """The BentoML model store under settings.bentoml_home (made on first use).
+
+    Named explicitly rather than through BENTOML_HOME, which BentoML reads once per process.
+    """
+    from bentoml._internal.models import ModelStore
+
+    store_dir = settings.bentoml_home.resolve() / "models"
+    store_dir.mkdir(parents=True, exist_ok=True)
+    return ModelStore(str(store_dir))
 
 
 def _example_ids(model: EmbeddingModel) -> dict[str, str]:

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
         default=None,
         description="Per-user record of the servers recsys started, under any home (default: $XDG_STATE_HOME/recsys or ~/.local/state/recsys)",
     )
-    monitor_interval_minutes: float = Field(default=60.0, description="Schedule of the monitor deployment served by `recsys up` (0: none)")
+    monitor_interval_minutes: float = Field(default=60.0, description="Schedule of the monitor and canary deployments served by `recsys up` (0: none)")
 
     mlflow_tracking_uri: str | None = Field(default=None, description="Default: sqlite database under home")
     # Production backends (docs/production.md): unset, everything stays in files under home.

@@ -28,11 +28,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
+from recsys.monitoring.request_log import online_hits, read_request_log, window_end
 from recsys.schemas import Arm
 from recsys.settings import Settings
 
@@ -186,6 +188,33 @@ def arm_counts(requests: pd.DataFrame, hits: pd.Series, arm: Arm) -> ArmCounts:
 def canary_window(requests: pd.DataFrame, hits: pd.Series, end: str) -> CanaryWindow:
     """Both arms' counts in one window of the request log."""
     return CanaryWindow(end, arm_counts(requests, hits, "champion"), arm_counts(requests, hits, "canary"))
+
+
+def log_windows(requests: pd.DataFrame, hits: pd.Series, size: int) -> list[CanaryWindow]:
+    """Consecutive windows of `size` requests, oldest first; the last may be partial.
+
+    The partial one is kept so that the error and latency guards act on the newest requests at
+    once; it counts towards promotion only once both arms reach `min_users` in it.
+    """
+    if size <= 0:
+        raise ValueError(f"a window needs at least one request, got {size}")
+    chunks = [(requests.iloc[i : i + size], hits.iloc[i : i + size]) for i in range(0, len(requests), size)]
+    return [canary_window(chunk, chunk_hits, window_end(chunk)) for chunk, chunk_hits in chunks]
+
+
+def windows_since(request_log: Path, events_log: Path, since: str, size: int) -> list[CanaryWindow]:
+    """The canary's windows: the request log's lines served since it was deployed (`since`, the server's clock).
+
+    Hits are the feedback events' answers (`online_hits`); without an events log there are none
+    to count, so every request is a miss and the hit-rate rule holds (the guards still act).
+    """
+    if not Path(request_log).is_file():
+        return []
+    requests = read_request_log(request_log)
+    served = pd.to_datetime(requests["served_at"], format="ISO8601", utc=True)
+    requests = requests[served >= pd.Timestamp(since)].reset_index(drop=True)
+    hits = online_hits(requests, events_log)
+    return log_windows(requests, hits if hits is not None else pd.Series(0.0, index=requests.index), size)
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,22 @@ def assign(pseudonym: str | None, share: float, salt: str) -> Arm:
     """The arm of a user: the canary for a `share` of pseudonyms, always the same one, else the champion.
 
     The pseudonym (the log key's HMAC of the id) is hashed, not the id, so the log alone tells
-    which arm a line's user was in. The salt is the canary's version: each canary draws its own
+    which arm a line's user was in. The salt is the canary's version (`arm_salt`): each canary draws its own
     users, so one unlucky tenth does not see every experiment. A user without a pseudonym (a
     forgotten one, logged without id) always gets the champion: no arm could be followed up.
     """
     if pseudonym is None or share <= 0.0:
         return "champion"
     return "canary" if unit(pseudonym, salt) < share else "champion"
+
+
+def arm_salt(canary: ServingModel) -> str:
+    """The salt of a canary's arm: the version first deployed as canary (`arm_salt` in its store metadata).
+
+    An erasure re-registers a deployed canary under a new version (recsys.privacy); salting by
+    that version would reshuffle the arms mid-experiment and show the canary to new users.
+    """
+    return str(canary.info.get("arm_salt", canary.version))
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ class ShadowScore:
 def serve(deployment: Deployment, queries: Sequence[Query], pseudonyms: Sequence[str | None], canary_share: float) -> list[Served]:
     """Answers in order: the canary's users in one search, everyone else (and any it failed) in another."""
     canary = deployment.canary
-    arms = [assign(p, canary_share, canary.version) if canary is not None else "champion" for p in pseudonyms]
+    salt = arm_salt(canary) if canary is not None else ""
+    arms = [assign(p, canary_share, salt) if canary is not None else "champion" for p in pseudonyms]
     out: list[Served | None] = [None] * len(queries)
     rest = [i for i, arm in enumerate(arms) if arm == "champion"]
     error = None

@@ -91,6 +91,17 @@ def test_the_canary_answers_its_users_and_the_champion_the_others(champion: Serv
     assert served[-1].arm == "champion"  # forgotten: no pseudonym, no canary
 
 
+def test_a_canary_re_registered_by_an_erasure_keeps_its_users(champion: ServingModel, canary: ServingModel) -> None:
+    """A new version with the first one's arm salt (recsys.challengers) answers the same users."""
+    qs = queries()[:200]
+    ps = pseudonyms(qs)
+    first = [s.arm for s in serve(Deployment(champion, canary=canary), qs, ps, 0.3)]
+    again = ServingModel(canary.model, canary.index, {"version": "5", "arm_salt": "2"})
+    assert [s.arm for s in serve(Deployment(champion, canary=again), qs, ps, 0.3)] == first
+    unsalted = ServingModel(canary.model, canary.index, {"version": "5"})  # salted by its own version: other users
+    assert [s.arm for s in serve(Deployment(champion, canary=unsalted), qs, ps, 0.3)] != first
+
+
 def test_a_shadow_never_changes_an_answer_and_is_logged_beside_it(champion: ServingModel, canary: ServingModel, shadow: ServingModel) -> None:
     qs = queries()
     ps = pseudonyms(qs)

@@ -17,6 +17,7 @@ from recsys.monitoring.canary import (
     newcombe,
     shadow_window,
     wilson,
+    windows_since,
 )
 from recsys.monitoring.request_log import online_hits, read_feedback, read_request_log
 from recsys.schemas import FeedbackRecord, RequestRecord
@@ -134,3 +135,16 @@ def test_a_window_without_a_shadow_has_no_shadow_figures(tmp_path: Path) -> None
     no_feedback = pd.DataFrame(columns=list(FeedbackRecord.model_fields))
     figures = shadow_window(read_request_log(tmp_path / "requests.jsonl"), no_feedback)
     assert (figures.requests, figures.scored, figures.overlap_at_k, figures.counterfactual_hit_rate) == (1, 0, None, None)
+
+
+def test_the_canary_s_windows_are_its_lines_since_it_was_deployed_in_windows_of_n(tmp_path: Path) -> None:
+    log, events = RequestLog(tmp_path / "requests.jsonl"), RequestLog(tmp_path / "events.jsonl")
+    log.append(line("before", "p0", "canary", served_at="2026-12-02T23:59:59+00:00"))  # an earlier canary's
+    for i in range(5):
+        log.append(line(f"r{i}", f"p{i}", "canary" if i % 2 else "champion", served_at=f"2026-12-03T00:00:0{i}+00:00", event_time=f"2011-10-01T00:00:0{i}"))
+    at = "2026-12-03T00:01:00+00:00"
+    events.append(FeedbackRecord(request_id="f", served_at=at, user_id=None, item_id="i0", event="view", answer_request_id="r1", model_version="2"))
+    got = windows_since(tmp_path / "requests.jsonl", tmp_path / "events.jsonl", "2026-12-03T00:00:00+00:00", 2)
+    assert [w.end for w in got] == ["2011-10-01T00:00:02", "2011-10-01T00:00:04", "2011-10-01T00:00:05"]  # the last one partial
+    assert [(w.champion.requests, w.canary.requests, w.canary.hits) for w in got] == [(1, 1, 1), (1, 1, 0), (1, 0, 0)]
+    assert windows_since(tmp_path / "absent.jsonl", tmp_path / "events.jsonl", at, 2) == []  # no traffic yet: no window
