@@ -92,6 +92,18 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
         platform.stop("prefect", settings)
 
 
+@pytest.fixture(autouse=True)
+def prefect_events_reach_this_tests_server(request: pytest.FixtureRequest) -> None:
+    """A test on the session's Prefect server starts with a fresh events worker.
+
+    An xdist worker may have run tests against another Prefect server before (the infra stack's):
+    its events worker would still send there, and the drift event that should start a retrain
+    would reach the wrong server.
+    """
+    if "prefect_api" in request.fixturenames:
+        fresh_prefect_events()
+
+
 # Files that share a session fixture run in one xdist worker, so it starts once: the browser tests
 # share one `recsys up`, the infra tests one PostgreSQL + S3 stack.
 SHARED_FIXTURE_GROUPS = {

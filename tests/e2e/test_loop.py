@@ -47,7 +47,7 @@ def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(prefe
         try:
             first = pipeline(dataset=str(shop), train_until=CUT)
             assert first["promotion"]["promoted"], first["promotion"]
-            rows = run_loop(settings, str(shop), CUT, window=500, max_windows=6)
+            rows = run_loop(settings, str(shop), CUT, window=500, max_windows=7)
         finally:
             platform.stop("bentoml", settings)
             platform.stop("runner", settings)
@@ -61,6 +61,8 @@ def test_drift_triggers_retrain_through_prefect_and_new_champion_is_served(prefe
     assert rows[first - 1].end >= SHIFT and "hysteresis" in rows[first - 1].decision  # waits for a 2nd window
     champion = registry.champion(settings)
     assert champion != "1" and rows[-1].serving_version == champion  # a retrain was promoted and served
+    # the replay goes on after a retrain is promoted: at least two windows show how retrained champions do
+    assert sum(r.serving_version != "1" for r in rows) >= 2, [(r.window, r.serving_version, r.decision) for r in rows]
     assert all(r.requests == 500 and 0 < r.hit_rate < 1 for r in rows)
     figures = loop_figures(rows, SHIFT)  # the figures `recsys loop` prints, on this small run
     assert figures.retrains_without_shift == 0 and figures.detected_after_windows == 1
