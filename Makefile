@@ -38,7 +38,7 @@ java-deps:
 # Two pytest-xdist workers (the 2-core machine the suite is sized for), one shared-fixture group or
 # file each at a time, the longest first (tests/conftest.py): servers wait on I/O, so two overlap well.
 TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(TEST_WORKERS) --no-loadscope-reorder
 
 test: install browser-deps java-deps
 	$(BIN)/python -m pytest $(XDIST)

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
+from xdist.workermanage import Producer
 
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split, temporal_user_split
@@ -105,29 +107,42 @@ def prefect_events_reach_this_tests_server(request: pytest.FixtureRequest) -> No
 
 
 # Files that share a session fixture run in one xdist worker, so it starts once: the browser tests
-# share one `recsys up`, the infra tests one PostgreSQL + S3 stack.
+# share one `recsys up`, the infra tests one PostgreSQL + S3 stack. Every other file is its own unit.
 SHARED_FIXTURE_GROUPS = {
     "tests/browser/": "browser",
     "tests/infra/test_backends.py": "infra-stack",
     "tests/infra/test_faults.py": "infra-stack",
 }
-# Seconds each heavy group took on 2 cores (`pytest --durations`); `make test` hands the longest
-# to the two workers first (with --no-loadscope-reorder the queue keeps this order), so neither
-# is left with a long test at the end while the other idles.
-MEASURED_S = {"browser": 145, "infra-stack": 130, "tests/e2e/test_loop.py": 127, "tests/infra/test_multiworker.py": 90}
+# Seconds each heavy unit took on 2 cores (`pytest --durations`); the longest go to the two workers
+# first (with --no-loadscope-reorder the queue keeps collection order), so neither is left with a
+# long one at the end while the other idles.
+MEASURED_S = {"tests/e2e/test_loop.py": 215, "browser": 200, "infra-stack": 190, "tests/infra/test_multiworker.py": 125}
 
 
-def xdist_group(item: pytest.Item) -> str:
-    """The test's unit of work for `pytest -n 2 --dist loadgroup`: its file, or its shared-fixture group."""
-    path = item.nodeid.split("::", 1)[0]
+def unit_of_work(nodeid: str) -> str:
+    """The unit a test is scheduled in under `pytest -n 2`: its file, or its shared-fixture group."""
+    path = nodeid.split("::", 1)[0]
     return next((group for prefix, group in SHARED_FIXTURE_GROUPS.items() if path.startswith(prefix)), path)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group each test for xdist and put the longest groups first (a stable sort keeps the rest in file order)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
-    items.sort(key=lambda item: -MEASURED_S.get(xdist_group(item), 0))
+    """The longest units first (a stable sort keeps the rest in file order)."""
+    items.sort(key=lambda item: -MEASURED_S.get(unit_of_work(item.nodeid), 0))
+
+
+class SharedFixtureScheduling(LoadScopeScheduling):
+    """Schedule whole units of work (`unit_of_work`) on a worker.
+
+    xdist's own `--dist loadgroup` marks do not take under pytest 9 (xdist 3.8 renames the item's
+    `_nodeid`, which pytest 9 no longer reads), so the grouping is done here, where xdist asks for it.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        return unit_of_work(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> SharedFixtureScheduling:
+    return SharedFixtureScheduling(config, log)
 
 
 def log_record(request_id: str, user_id: str | None) -> RequestRecord:
