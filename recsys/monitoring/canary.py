@@ -34,7 +34,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from recsys.monitoring.request_log import online_hits, read_request_log, window_end
+from recsys.monitoring.features import overlap
+from recsys.monitoring.request_log import arm_mask, online_hits, read_request_log, window_end
 from recsys.schemas import Arm
 from recsys.settings import Settings
 
@@ -168,13 +169,9 @@ def decide_canary(windows: Sequence[CanaryWindow], rule: CanaryRule) -> CanaryDe
 
 
 def arm_counts(requests: pd.DataFrame, hits: pd.Series, arm: Arm) -> ArmCounts:
-    """One arm's counts in a window of the request log (`read_request_log`); `hits` per request (`online_hits`).
-
-    The canary's arm is the requests it answered and those it failed on (the champion answered
-    them, and they count as its errors); the champion's arm is the rest.
-    """
+    """One arm's counts in a window of the request log (`read_request_log`); `hits` per request (`online_hits`)."""
     failed = requests["canary_error"].notna()
-    mine = ((requests["arm"] == "canary") | failed) if arm == "canary" else ((requests["arm"] == "champion") & ~failed)
+    mine = arm_mask(requests, arm)
     latencies = requests.loc[mine & ~failed, "latency_us"].dropna().to_numpy(dtype=float)
     return ArmCounts(
         users=int(requests.loc[mine, "user_id"].nunique()),
@@ -245,9 +242,9 @@ def shadow_window(requests: pd.DataFrame, feedback: pd.DataFrame) -> ShadowWindo
     if scored.empty:
         return ShadowWindow(len(requests), 0, errors, None, None, None, None, None)
     chosen = feedback.groupby("answer_request_id")["item_id"].agg(set) if len(feedback) else pd.Series(dtype=object)
-    overlap, champion_hits, shadow_hits = [], [], []
+    overlaps, champion_hits, shadow_hits = [], [], []
     for request_id, items, shadow in zip(scored["request_id"], scored["items"], scored["shadow_items"]):
-        overlap.append(len(set(items) & set(shadow)) / max(len(items), len(shadow), 1))
+        overlaps.append(overlap(items, shadow))
         picked = chosen.get(request_id, set())
         champion_hits.append(bool(picked & set(items)))
         shadow_hits.append(bool(picked & set(shadow)))
@@ -257,7 +254,7 @@ def shadow_window(requests: pd.DataFrame, feedback: pd.DataFrame) -> ShadowWindo
         requests=len(requests),
         scored=len(scored),
         errors=errors,
-        overlap_at_k=float(np.mean(overlap)),
+        overlap_at_k=float(np.mean(overlaps)),
         p50_ms=p50,
         p99_ms=p99,
         champion_hit_rate=float(np.mean(champion_hits)),

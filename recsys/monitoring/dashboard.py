@@ -28,6 +28,14 @@ TRACKED: dict[str, str] = {
 }
 QUALITY_COLUMNS = ["hit", "coverage", "embedding_drift", "cost_per_1k"]
 
+#: The Challengers tab: one panel per question about a challenger on live traffic, each line a
+#: per-window mean of an `ARM_COLUMNS` column (legend: column). A window without a canary or a
+#: shadow has no such column, so the lines start when the experiment does.
+ARM_PANELS: dict[str, dict[str, str]] = {
+    "Online hit rate per arm (canary vs champion)": {"champion": "hit_champion", "canary": "hit_canary"},
+    "Shadow: overlap@k of its list with the champion's": {"overlap@k": "shadow_overlap"},
+}
+
 DRIFT_SHARE_PANEL = "Share of drifted request features"
 #: Evidently's type ids of the metrics a drift report holds: panels select by them, and
 #: recsys.monitoring.drift reads the verdict by them.
@@ -60,30 +68,35 @@ def _project(workspace: Any, project_name: str) -> Any:
 
 
 def _ensure_dashboard(project: Any) -> None:
-    """Give the project its panels, once (idempotent): drift share and per-feature PSI on the
-    Drift tab, the tracked per-window means on the Traffic and Quality tabs."""
+    """Give the project the panels it lacks (idempotent, by title): drift share and per-feature
+    PSI on the Drift tab, the tracked per-window means on the Traffic and Quality tabs, the
+    per-arm means on the Challengers tab. A workspace made by an older version gains new panels."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel
 
-    if any(p.title == DRIFT_SHARE_PANEL for p in project.dashboard.model().panels):
-        return
-    project.dashboard.add_panel(
-        line_plot_panel(
-            title=DRIFT_SHARE_PANEL,
-            description="DataDriftPreset over FEATURES, one point per drift check",
-            values=[PanelMetric(legend="drift share", metric=DRIFT_COUNT_TYPE, metric_labels={"value_type": "share"})],
+    def mean(column: str, legend: str) -> PanelMetric:
+        return PanelMetric(legend=legend, metric=MEAN_VALUE_TYPE, metric_labels={"column": column})
+
+    panels = [
+        (
+            "Drift",
+            line_plot_panel(
+                title=DRIFT_SHARE_PANEL,
+                description="DataDriftPreset over FEATURES, one point per drift check",
+                values=[PanelMetric(legend="drift share", metric=DRIFT_COUNT_TYPE, metric_labels={"value_type": "share"})],
+            ),
         ),
-        tab="Drift",
-    )
-    project.dashboard.add_panel(
-        line_plot_panel(
-            title="PSI per request feature (drifted past 0.2)",
-            values=[PanelMetric(legend=c, metric=VALUE_DRIFT_TYPE, metric_labels={"column": c}) for c in FEATURES],
+        (
+            "Drift",
+            line_plot_panel(
+                title="PSI per request feature (drifted past 0.2)",
+                values=[PanelMetric(legend=c, metric=VALUE_DRIFT_TYPE, metric_labels={"column": c}) for c in FEATURES],
+            ),
         ),
-        tab="Drift",
-    )
-    for column, title in TRACKED.items():
-        project.dashboard.add_panel(
-            line_plot_panel(title=title, values=[PanelMetric(legend=column, metric=MEAN_VALUE_TYPE, metric_labels={"column": column})]),
-            tab="Quality" if column in QUALITY_COLUMNS else "Traffic",
-        )
+        *(("Quality" if c in QUALITY_COLUMNS else "Traffic", line_plot_panel(title=title, values=[mean(c, c)])) for c, title in TRACKED.items()),
+        *(("Challengers", line_plot_panel(title=title, values=[mean(c, legend) for legend, c in lines.items()])) for title, lines in ARM_PANELS.items()),
+    ]
+    present = {p.title for p in project.dashboard.model().panels}
+    for tab, panel in panels:
+        if panel.title not in present:
+            project.dashboard.add_panel(panel, tab=tab)

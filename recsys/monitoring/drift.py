@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from recsys.monitoring.dashboard import DRIFT_COUNT_TYPE, QUALITY_COLUMNS, TRACKED, VALUE_DRIFT_TYPE, store_run
-from recsys.monitoring.features import FEATURES
+from recsys.monitoring.features import ARM_COLUMNS, FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def drift_report(
     _check_window("current", current, min_rows)
     # A quality column the current window has is reported even where the reference lacks it
     # (serving cost: the reference is made from training data, not answered requests).
-    quality = [c for c in QUALITY_COLUMNS if c in current.columns and current[c].notna().any()]
+    quality = [c for c in [*QUALITY_COLUMNS, *ARM_COLUMNS] if c in current.columns and current[c].notna().any()]
     columns = FEATURES + quality
     definition = DataDefinition(numerical_columns=columns)
 
@@ -129,7 +129,7 @@ def drift_report(
         return Dataset.from_pandas(data, data_definition=definition)
 
     preset = DataDriftPreset(columns=list(FEATURES), method=COLUMN_DRIFT_METHOD, threshold=COLUMN_DRIFT_THRESHOLD)
-    means = [MeanValue(column=c) for c in TRACKED if c in columns]
+    means = [MeanValue(column=c) for c in [*TRACKED, *ARM_COLUMNS] if c in columns]
     report = Report([preset, *means], include_tests=True)
     with warnings.catch_warnings():
         # Constant columns (n_items is always k, known_user can be all 1) make Evidently's

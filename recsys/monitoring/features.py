@@ -11,10 +11,13 @@ sit beside them and are tracked per window, never drift-tested.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from recsys.monitoring.request_log import arm_mask
 
 #: Numeric per-request columns compared between windows. All are numbers on purpose: Evidently
 #: picks a test per column from its type and cardinality (K-S / Wasserstein for many values,
@@ -22,6 +25,12 @@ import pandas as pd
 #: No weekday: a window of a few days covers only some weekdays, so against a four-week
 #: reference it always "drifts" (seen on Online Retail: it fired on calm autumn windows).
 FEATURES: list[str] = ["hour", "known_user", "history_len", "top_score", "mean_score", "rec_popularity", "n_items"]
+
+#: Per-request columns of a challenger experiment (recsys.serving.arms), tracked per window on the
+#: dashboard's Challengers tab and never drift-tested: the online hit rate of each arm (NaN on the
+#: other arm's requests, so a window's mean is that arm's rate) and, where the shadow ranked the
+#: request, the share of the champion's list its list also holds.
+ARM_COLUMNS: list[str] = ["hit_champion", "hit_canary", "shadow_overlap"]
 
 
 def _request_times(records: pd.DataFrame) -> pd.Series:
@@ -84,8 +93,28 @@ def request_features(records: pd.DataFrame) -> pd.DataFrame:
         features["hit"] = pd.to_numeric(records["hit"], errors="coerce").to_numpy(dtype=float)
     if "cpu_us" in records.columns and records["cpu_us"].notna().any():  # what answering cost the service, when logged
         features["cpu_us"] = pd.to_numeric(records["cpu_us"], errors="coerce").to_numpy(dtype=float)
+    for column, values in _arm_columns(records).items():
+        features[column] = values
     features.attrs["dropped_rows"] = int((~keep).sum())
-    return features[[c for c in [*FEATURES, "hit", "cpu_us"] if c in features.columns]]
+    return features[[c for c in [*FEATURES, "hit", "cpu_us", *ARM_COLUMNS] if c in features.columns]]
+
+
+def _arm_columns(records: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The `ARM_COLUMNS` a window has: hit per arm while a canary answers, overlap while a shadow ranks."""
+    out: dict[str, np.ndarray] = {}
+    if {"hit", "arm", "canary_error"} <= set(records.columns) and arm_mask(records, "canary").any():
+        hit = pd.to_numeric(records["hit"], errors="coerce")
+        for arm in ("champion", "canary"):
+            out[f"hit_{arm}"] = hit.where(arm_mask(records, arm)).to_numpy(dtype=float)
+    if "shadow_items" in records.columns and records["shadow_items"].notna().any():
+        pairs = zip(records["items"], records["shadow_items"])
+        out["shadow_overlap"] = np.array([overlap(items, shadow) if isinstance(shadow, (list, tuple)) else math.nan for items, shadow in pairs], dtype=float)
+    return out
+
+
+def overlap(items: Sequence[str], shadow: Sequence[str]) -> float:
+    """overlap@k of two lists: the share of the longer one's items that both hold."""
+    return len(set(items) & set(shadow)) / max(len(items), len(shadow), 1)
 
 
 def add_cost(features: pd.DataFrame, price_per_core_hour: float) -> pd.DataFrame:

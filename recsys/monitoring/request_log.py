@@ -19,7 +19,7 @@ from typing import TypeVar
 import pandas as pd
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from recsys.schemas import EventRecord, FeedbackRecord, RequestRecord
+from recsys.schemas import Arm, EventRecord, FeedbackRecord, RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,17 @@ def online_hits(requests: pd.DataFrame, events_path: Path) -> pd.Series | None:
         return None
     feedback = read_feedback(events_path)
     return requests["request_id"].isin(set(feedback["answer_request_id"])).astype(float)
+
+
+def arm_mask(requests: pd.DataFrame, arm: Arm) -> pd.Series:
+    """The requests of the log frame that belong to `arm` of a canary experiment.
+
+    The canary's arm is the requests it answered and those it failed on (the champion answered
+    them: they are the canary's errors, and the rollback rule counts them); the champion's arm is
+    the rest. One definition for the canary rule and the dashboard's per-arm panel.
+    """
+    failed = requests["canary_error"].notna()
+    return ((requests["arm"] == "canary") | failed) if arm == "canary" else ((requests["arm"] == "champion") & ~failed)
 
 
 def window_end(records: pd.DataFrame) -> str:

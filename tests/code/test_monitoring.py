@@ -299,3 +299,38 @@ def test_serving_cost_per_1k_recommendations_on_the_dashboard(tmp_path: Path) ->
     assert "cost_per_1k" not in result.drifted_columns  # tracked, never drift-tested
     means = stored_means(tmp_path / "ws", result)
     assert means["cost_per_1k"] == pytest.approx(expected)
+
+
+def test_canary_and_shadow_per_arm_on_the_challengers_tab(tmp_path: Path) -> None:
+    """With a canary answering some users and a shadow ranking some requests, each arm's online
+    hit rate and the shadow's overlap@k reach the workspace as per-window means, on panels of
+    their own; a canary's failed request counts in its arm, as the rollback rule counts it."""
+    from evidently.ui.workspace import Workspace
+
+    from recsys.monitoring.dashboard import ARM_PANELS
+    from recsys.monitoring.features import ARM_COLUMNS
+
+    reference = request_features(read_request_log(write_jsonl(tmp_path / "ref.jsonl", make_records(N_CUR, seed=31))))
+    assert not set(ARM_COLUMNS) & set(reference.columns)  # no experiment, no per-arm columns
+    records = make_records(N_CUR, seed=32)
+    for i, record in enumerate(records):
+        record["arm"] = "canary" if i % 4 == 0 else "champion"  # a quarter of the requests
+        record["canary_error"] = "RuntimeError: boom" if i % 4 == 1 and i % 8 == 1 else None  # failed: the champion answered
+        record["shadow_items"] = record["items"][:5] + [f"s{j}" for j in range(5)] if i % 2 == 0 else None
+    window = read_request_log(write_jsonl(tmp_path / "cur.jsonl", records))
+    window["hit"] = [float(i % 4 == 0 and i % 8 == 0) for i in range(len(window))]  # half the canary's answers hit, none of the champion's
+    current = request_features(window)
+    canary_arm = [i for i in range(N_CUR) if i % 4 == 0 or i % 8 == 1]
+    assert current["hit_canary"].notna().sum() == len(canary_arm)
+    assert current["hit_canary"].mean() == pytest.approx((N_CUR // 8) / len(canary_arm), abs=0.01)
+    assert current["hit_champion"].mean() == 0.0 and current["hit_champion"].notna().sum() == N_CUR - len(canary_arm)
+    assert current["shadow_overlap"].mean() == pytest.approx(0.5, abs=0.05)  # 5 of 10, duplicates of items aside
+    result = drift_report(reference, current, tmp_path / "a.html", workspace=tmp_path / "ws", project_name=PROJECT)
+    assert not set(ARM_COLUMNS) & set(result.drifted_columns)  # tracked, never drift-tested
+    means = stored_means(tmp_path / "ws", result)
+    for column in ARM_COLUMNS:
+        assert means[column] == pytest.approx(current[column].mean())
+    ws = Workspace(str(tmp_path / "ws"))
+    titles = [p.title for p in ws.get_dashboard(ws.search_project(PROJECT)[0].id).panels]
+    assert set(ARM_PANELS) <= set(titles) and len(titles) == len(set(titles))  # each panel once
+    assert {c for lines in ARM_PANELS.values() for c in lines.values()} == set(ARM_COLUMNS)
