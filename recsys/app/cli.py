@@ -253,6 +253,50 @@ def promote(
 
 
 @app.command()
+def challenge(
+    version: Annotated[str, typer.Argument(help="Registered model version to put on live traffic beside the champion")],
+    role: Annotated[Literal["shadow", "canary", "both"], typer.Option("--as", help="The role on live traffic")] = "both",
+) -> None:
+    """Deploy VERSION as the champion's shadow and/or canary (no blessing: that is `recsys promote`'s job).
+
+    The running service takes it at once (reload); the canary flow then promotes or rolls it back.
+    """
+    settings = use_platform(get_settings())
+    from mlflow.exceptions import MlflowException
+
+    from recsys import challengers, registry
+
+    registry.configure(settings)
+    if registry.champion(settings) is None:
+        fail("there is no champion yet: a challenger needs one to be judged against")
+    for name in challengers.ROLES if role == "both" else (role,):
+        try:
+            deployed = challengers.deploy(settings, version, name)
+        except MlflowException:
+            fail(f"model {settings.registered_model!r} has no version {version}")
+        except ValueError as error:  # its ANN index misses exact search
+            fail(str(error))
+        console.print(f"version {version} deployed as {deployed.role} ({deployed.bento_tag})")
+    console.print(platform.reload_service(settings))
+
+
+@app.command()
+def withdraw(
+    role: Annotated[Literal["shadow", "canary", "both"], typer.Option("--as", help="The role to end")] = "both",
+    reason: Annotated[str, typer.Option(help="Why, recorded on the model version's tags")] = "withdrawn by hand",
+) -> None:
+    """Take the shadow and/or canary out of service; the champion is untouched."""
+    settings = use_platform(get_settings())
+    from recsys import challengers, registry
+
+    registry.configure(settings)
+    for name in challengers.ROLES if role == "both" else (role,):
+        gone = challengers.withdraw(settings, name, reason)
+        console.print(f"{name}: version {gone.version} withdrawn" if gone else f"{name}: none deployed")
+    console.print(platform.reload_service(settings))
+
+
+@app.command()
 def serve() -> None:
     """(Re)start the BentoML service on the current champion and print its URL."""
     settings = get_settings()

@@ -70,6 +70,7 @@ def platform_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         # The synthetic shop's planted signal is one the two-tower learns; untuned iALS loses to
         # popularity there, so the default first champion (iALS) would not be blessed.
         "RECSYS_FIRST_CHAMPION_FAMILY": "two_tower",
+        "RECSYS_CANARY_SHARE": "0.5",  # a canary deployed by a test answers half the users: both arms get traffic
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "PREFECT_", "MLFLOW_", "BENTOML_"))}
     env.update(overrides, COLUMNS="200")  # a wide terminal: rich tables print URLs whole

@@ -7,10 +7,13 @@ import re
 from pathlib import Path
 
 import httpx
+import pandas as pd
 from playwright.sync_api import Page, expect
 
 from recsys import platform
 from recsys.data.synthetic import make_synthetic
+from recsys.schemas import TS_COL
+from recsys.simulation.traffic import visits
 from recsys.validation import validate_dataset
 from tests.browser.conftest import Platform
 
@@ -113,3 +116,37 @@ def test_failing_gx_data_docs_page_names_the_failed_expectation(page: Page, tmp_
     expect(page.get_by_text("expect_column_values_to_not_be_null(user_id)").first).to_be_visible()
     expect(page.get_by_text("10 unexpected values found").first).to_be_visible()
     screenshot(page, "gx-data-docs-failed")
+
+
+def test_evidently_challengers_tab_plots_each_arm_of_a_live_canary(platform_up: Platform, page: Page, screenshot) -> None:
+    """The champion's own version deployed as its canary and shadow (an A/A check) through the CLI:
+    the service answers both arms, the shadow ranks exactly the champion's lists, and after two
+    monitored windows the dashboard plots each arm's online hit rate and the shadow's overlap."""
+    settings = platform_up.settings
+    base = platform.mlflow_server(settings).url
+    alias = httpx.get(f"{base}/api/2.0/mlflow/registered-models/alias", params={"name": settings.registered_model, "alias": settings.champion_alias})
+    champion = alias.json()["model_version"]["version"]
+    deployed = platform_up.cli("challenge", champion)
+    assert deployed.returncode == 0 and "/admin/reload: 200" in deployed.stdout, deployed.stdout + deployed.stderr[-2000:]
+    try:
+        before = sum(1 for _ in settings.request_log.open())
+        times = visits(pd.read_parquet(settings.dataset))[TS_COL]
+        for start in (times.iloc[-600], times.iloc[-400]):  # two windows before the one `platform_up` replayed
+            for command in (("simulate", "--requests", "200", "--since", start.isoformat()), ("monitor", "--window", "200")):
+                done = platform_up.cli(*command)
+                assert done.returncode == 0, done.stderr[-2000:]
+        lines = [json.loads(line) for line in settings.request_log.read_text().splitlines()[before:]]
+        assert len(lines) == 400 and {line["arm"] for line in lines} == {"champion", "canary"}
+        assert all(line["shadow_items"] == line["items"] for line in lines)  # the same version ranks the same list
+        page.goto(platform.evidently_ui(settings).url)
+        page.get_by_role("link", name="recsys", exact=True).click()
+        title = page.get_by_text("Online hit rate per arm (canary vs champion)").first
+        expect(title).to_be_visible(timeout=30_000)  # the UI draws every tab's panels on one page
+        title.evaluate("title => title.scrollIntoView({block: 'start'})")
+        expect(page.get_by_text("canary", exact=True).first).to_be_visible()  # the plotted series' legends
+        expect(page.get_by_text("overlap@k", exact=True).first).to_be_visible()
+        page.evaluate("window.scrollBy(0, -40)")
+        screenshot(page, "evidently-challengers")
+    finally:
+        withdrawn = platform_up.cli("withdraw", "--reason", "end of the browser test")
+        assert withdrawn.returncode == 0, withdrawn.stderr[-2000:]

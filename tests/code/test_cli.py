@@ -9,7 +9,7 @@ from recsys.app.cli import app
 from recsys.settings import Settings, get_settings
 from tests.conftest import free_port
 
-COMMANDS = ["demo", "up", "down", "status", "synth", "train", "promote", "serve", "monitor", "simulate", "forget"]
+COMMANDS = ["demo", "up", "down", "status", "synth", "train", "promote", "challenge", "withdraw", "serve", "monitor", "simulate", "forget"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
