@@ -145,11 +145,12 @@ def window_counts(settings: Settings, since: str) -> CanaryWindow:
 def run_replay(settings: Settings, name: str, live: pd.DataFrame, version: str) -> Replay:
     """Deploy `version` as the challenger, replay `live` window by window, judging it after each until decided."""
     from flows.canary import canary
+    from recsys.schemas import TS_COL
     from recsys.simulation.traffic import replay
 
     url = platform.bentoml_server(settings).url
     started = deploy_challenger(settings, version)
-    print(f"\n({name}) v{version} deployed as shadow+canary; replaying {len(live)} visits from {live['timestamp'].min():%Y-%m-%d}")
+    print(f"\n({name}) v{version} deployed as shadow+canary; replaying {len(live)} visits from {live[TS_COL].min():%Y-%m-%d}")
     print(f"{'win':>3} {'window end':16} {'reqs':>5}  {'champion users hit@10':>21}  {'canary users hit@10':>19}  decision")
     lines: list[WindowLine] = []
     decided, after = None, None
