@@ -1,6 +1,6 @@
 """Challengers on live traffic: a worse canary rolled back, a better one promoted, and what a shadow costs.
 
-Run with `make canary` (about 10-15 minutes on 2 cores). In a temporary RECSYS_HOME, with its
+Run with `make canary` (6-9 minutes on 2 cores). In a temporary RECSYS_HOME, with its
 own MLflow (SQLite), BentoML store and Prefect server, it trains an EASE champion (a closed-form
 family: seconds to fit, no Keras) on Online Retail up to the replay's start, serves it, and
 replays the autumn of 2011 twice as live traffic (`recsys.simulation.traffic.replay`, purchases
