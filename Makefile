@@ -83,6 +83,13 @@ bench-serving: install
 	command -v wrk >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y wrk; }
 	$(BIN)/python -m benchmarks.serving
 
+.PHONY: canary
+# Challengers on live traffic on Online Retail's autumn 2011: a worse canary rolled back, a better one
+# promoted, the exposed share, and the shadow's throughput cost under wrk (6-9 min on 2 cores).
+canary: install
+	command -v wrk >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y wrk; }
+	$(BIN)/python -m benchmarks.canary
+
 .PHONY: bench-quality
 # Every model family on online-retail, ml-100k and ml-latest-small by the standard protocol, with cost (about 30 min on 2 cores).
 bench-quality: install

@@ -4,19 +4,27 @@ Used by the demo and by `recsys loop`. Each window of replayed visits is sent to
 service; the monitor flow then judges the latest window; when it emits the drift event, the
 loop waits for the Prefect server's retrain run to end and restarts the service on the new
 champion. The timeline records what happened per window.
+
+With `RECSYS_PROMOTION_MODE=online` a blessed retrain does not take over at once: it is deployed
+as shadow and canary (recsys.promotion), and from the next window on the canary flow judges it
+on the windows it served, then promotes it (the `serving` column moves to it) or rolls it back.
+In the default direct mode no canary is ever deployed and the canary step never runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 
+from flows.canary import canary
 from flows.monitor import monitor
-from recsys import platform, registry
+from recsys import challengers, platform, registry
 from recsys.data.ingest import load_dataset
 from recsys.schemas import TS_COL
 from recsys.settings import Settings
@@ -25,6 +33,7 @@ from recsys.simulation.traffic import replay, visits
 
 RETRAIN_TIMEOUT_S = 600
 FINAL_STATES = {"Completed", "Failed", "Crashed", "Cancelled"}
+CANARY_WORDS = {"promote": "promoted", "hold": "hold", "rollback": "rolled back"}
 
 
 async def _latest_retrain(since: float) -> tuple[str, str] | None:
@@ -59,6 +68,44 @@ def serve_champion(settings: Settings) -> str:
     return registry.champion(settings) or "none"
 
 
+@dataclass(frozen=True)
+class CanaryStep:
+    """The canary flow's word on one window: what it did, and the champion the service serves after it."""
+
+    action: str  # promote, hold, rollback
+    champion: str
+
+    @property
+    def text(self) -> str:
+        return f"canary: {CANARY_WORDS[self.action]}"
+
+
+def judge_canary(settings: Settings, replayed_from: datetime, window: int) -> CanaryStep | None:
+    """Run the canary flow (in-process, so the run shows in the Prefect UI) if a canary served this window.
+
+    A canary deployed after `replayed_from` (by a retrain that ended in this window) has served
+    none of it yet: it is judged from the next window on. The flow asks the service to reload on a
+    promotion or rollback, so the champion it returns is the one serving.
+    """
+    current = challengers.challenger(settings, "canary")
+    if current is None or not current.deployed_at or datetime.fromisoformat(current.deployed_at) >= replayed_from:
+        return None
+    outcome = canary(window=window)
+    if outcome.decision is None:  # withdrawn between the look and the flow
+        return None
+    return CanaryStep(outcome.decision.action, outcome.champion or "none")
+
+
+def retrain_text(state: tuple[str, str] | None, previous: str, version: str, deployed: challengers.Challenger | None) -> str:
+    """The timeline's word on a triggered retrain: how its run ended and what became of its candidate."""
+    text = f"retrain → {state[0] if state else 'not started'}"
+    if version != previous:
+        return text
+    if deployed is not None:  # online mode: blessed, deployed beside the champion for the canary flow to judge
+        return f"{text}, v{deployed.version} deployed as shadow+canary"
+    return f"{text}, not promoted: champion kept"
+
+
 def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, max_windows: int | None = None) -> list[WindowRow]:
     """Replay `dataset` from `replay_from` in windows of `window` visits; return the timeline."""
     data = load_dataset(dataset, settings.shared_data_dir)
@@ -70,15 +117,19 @@ def run_loop(settings: Settings, dataset: str, replay_from: str, window: int, ma
         chunk = live.iloc[start : start + window]
         if max_windows is not None and n >= max_windows or len(chunk) < settings.min_window:
             break
+        replayed_from = datetime.now(UTC)
         stats = replay(url, chunk)
         since = time.time()
         watch = monitor(dataset=dataset, window=len(chunk))
         decision = "retrain" if watch.retrain else ("hold: " + ",".join(watch.decision.blocked_by))
         if watch.retrain:
+            before = challengers.challenger(settings, "canary")
             state = wait_for_retrain(since)
             previous, version = version, serve_champion(settings)
-            kept = ", not promoted: champion kept" if version == previous else ""
-            decision = f"retrain → {state[0] if state else 'not started'}{kept}"
+            after = challengers.challenger(settings, "canary")
+            decision = retrain_text(state, previous, version, after if after is not None and after != before else None)
+        if (step := judge_canary(settings, replayed_from, window)) is not None:
+            decision, version = f"{decision}; {step.text}", step.champion
         rows.append(
             WindowRow(
                 n + 1,

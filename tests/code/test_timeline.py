@@ -48,3 +48,16 @@ def test_a_shift_never_detected_says_so() -> None:
 def test_plot_is_written(tmp_path: Path) -> None:
     path = plot_timeline(ROWS, "2011-10-22", tmp_path / "loop.png", threshold=0.5)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_a_retrain_reads_as_promoted_kept_or_deployed_as_challenger() -> None:
+    from recsys.app.loop import CanaryStep, retrain_text
+    from recsys.challengers import Challenger
+
+    done = ("Completed", "run-id")
+    assert retrain_text(done, "1", "2", None) == "retrain → Completed"  # direct mode: promoted
+    assert retrain_text(done, "1", "1", None) == "retrain → Completed, not promoted: champion kept"
+    assert retrain_text(None, "1", "1", None) == "retrain → not started, not promoted: champion kept"
+    online = Challenger("canary", "2", "2026-12-03T10:00:00+00:00")
+    assert retrain_text(done, "1", "1", online) == "retrain → Completed, v2 deployed as shadow+canary"
+    assert [CanaryStep(a, "1").text for a in ("hold", "promote", "rollback")] == ["canary: hold", "canary: promoted", "canary: rolled back"]
