@@ -1,5 +1,6 @@
-"""Bad input over real HTTP: every malformed request gets a 4xx that names the problem, and a
-bounded schemathesis run against the live OpenAPI spec finds no 5xx.
+"""Bad input over real HTTP: every malformed request gets a 4xx that names the problem, a
+bounded schemathesis run against the live OpenAPI spec finds no 5xx, and past its bound of
+requests in flight the service refuses at once (503, Retry-After) rather than queue.
 
 The champion here is the popularity model (one-dimensional vectors, so the exact index):
 it trains in a moment and exercises the other index path.
@@ -7,6 +8,7 @@ it trains in a moment and exercises the other index path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -34,10 +36,14 @@ def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
     registry.export_to_bentoml(settings, candidate.version, model, ann, report)
 
 
+BOUND = 2  # requests in flight per worker; the tests besides the overload one send one at a time
+
+
 @pytest.fixture(scope="module")
 def robust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The popularity champion served with no admin token configured."""
-    with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity) as running:
+    """The popularity champion served with no admin token configured, and at most 2 requests in flight."""
+    env = {"RECSYS_SERVE_MAX_CONCURRENCY": str(BOUND)}
+    with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity, extra_env=env) as running:
         yield running
 
 
@@ -149,3 +155,25 @@ def test_generated_admin_token_is_private_and_opens_the_admin_routes(robust: Ser
     ok = httpx.post(f"{robust.url}/admin/reload", headers={"authorization": f"Bearer {token}"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["serving"] == ok.json()["previous"], ok.text
     assert httpx.post(f"{robust.url}/admin/reload", headers={"authorization": "Bearer recsys-local-dev-key"}).status_code == 401
+
+
+def test_past_its_bound_the_service_refuses_at_once_and_logs_only_answers(robust: Served) -> None:
+    """64 batches at once against a bound of 2: some are refused with 503 and Retry-After, the
+    rest answered, none fails otherwise, and the request log holds exactly the answered ones."""
+    log = robust.settings.request_log
+    before = log.read_text().count("\n") if log.exists() else 0
+    batch = {"requests": [{"user_id": f"u{i}", "k": 100, "explain": True} for i in range(64)]}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=robust.url, timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+            return await asyncio.gather(*(client.post("/recommend_batch", json=batch) for _ in range(64)))
+
+    responses = asyncio.run(burst())
+    refused = [r for r in responses if r.status_code == 503]
+    answered = [r for r in responses if r.status_code == 200]
+    assert refused and answered and len(refused) + len(answered) == len(responses), sorted(r.status_code for r in responses)
+    assert all(r.headers.get("retry-after") == "1" and "overloaded" in r.json()["error"] for r in refused)
+    ids = {answer["request_id"] for r in answered for answer in r.json()}
+    logged = [json.loads(line)["request_id"] for line in log.read_text().splitlines()[before:]]
+    assert len(logged) == len(ids) == 64 * len(answered) and set(logged) == ids
+    assert httpx.get(f"{robust.url}/readyz").status_code == 200 and httpx.get(f"{robust.url}/metrics").status_code == 200  # probes pass
