@@ -159,14 +159,13 @@ def answered_by_server(url: str) -> int:
     return round(sum(float(n) for n in ANSWERED.findall(httpx.get(f"{url}/metrics").text)))
 
 
-def deploy_shadow(settings: Settings) -> str:
+def deploy_shadow(settings: Settings) -> None:
     """The champion's own version deployed as its shadow: every request is then ranked twice."""
     from recsys import challengers, registry
 
     version = registry.champion(settings)
     deployed = challengers.deploy(settings, version, "shadow")
     print(f"shadow: version {version} deployed as {deployed.bento_tag} (share {settings.shadow_share})")
-    return version
 
 
 def ratio(a: float, b: float) -> float:
