@@ -128,7 +128,8 @@ class Target:
     def result(self) -> wrk.WrkResult:
         """The rounds: median of each figure, errors and requests summed."""
         med = {f: float(np.median([getattr(r, f) for r in self.runs])) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
-        return wrk.WrkResult(self.concurrency, sum(r.requests for r in self.runs), errors=sum(r.errors for r in self.runs), **med)
+        errors, refused = sum(r.errors for r in self.runs), sum(r.refused for r in self.runs)
+        return wrk.WrkResult(self.concurrency, sum(r.requests for r in self.runs), errors=errors, refused=refused, **med)
 
     def cpu_us(self) -> float:
         return float(np.median(self.cpu))
