@@ -39,6 +39,7 @@ class LoadResult:
     refused_without_retry_after: int
     latencies_ms: np.ndarray  # answered only; open loop: from when each request was due
     request_ids: frozenset[str]
+    client_lag_p99_ms: float = float("nan")  # open loop: how late the client itself started due requests
 
     @property
     def completed_rps(self) -> float:
@@ -52,6 +53,7 @@ class LoadResult:
         return (
             f"{name:<12} {self.label:<8} {self.completed_rps:>7.0f} req/s done  answered {self.answered:>6}  refused {self.refused:>6}  "
             f"failed {self.failed}  p50 {self.p(50):>7.2f} ms  p99 {self.p(99):>7.2f} ms (answered)"
+            + ("" if np.isnan(self.client_lag_p99_ms) else f"  client lag p99 {self.client_lag_p99_ms:.2f} ms")
         )
 
 
@@ -85,9 +87,10 @@ class _Tally:
         else:
             self.failed += 1
 
-    def result(self, label: str, seconds: float) -> LoadResult:
+    def result(self, label: str, seconds: float, lags_ms: list[float] | None = None) -> LoadResult:
         lat = np.asarray(self.latencies)
-        return LoadResult(label, seconds, len(lat), self.refused, self.failed, self.bare_refusals, lat, frozenset(self.ids))
+        lag = float(np.percentile(lags_ms, 99)) if lags_ms else float("nan")
+        return LoadResult(label, seconds, len(lat), self.refused, self.failed, self.bare_refusals, lat, frozenset(self.ids), lag)
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bool, bytes]:
@@ -146,16 +149,17 @@ async def _open(host: str, port: int, raw: list[bytes], rate: float, seconds: fl
         idle.put_nowait((reader, writer))
 
     start = loop.time() + 0.05
-    sends = []
+    sends, lags_ms = [], []
     for i in range(int(rate * seconds)):
         due = start + i / rate
         if (wait := due - loop.time()) > 0:
             await asyncio.sleep(wait)
+        lags_ms.append((loop.time() - due) * 1e3)  # the client's own delay: were it large, it would be the bottleneck
         sends.append(asyncio.ensure_future(one(due, raw[i % len(raw)])))  # every due request starts now, late or not
     await asyncio.gather(*sends)
     while not idle.empty():
         idle.get_nowait()[1].close()
-    return tally.result(f"{rate:.0f}/s", loop.time() - start)
+    return tally.result(f"{rate:.0f}/s", loop.time() - start, lags_ms)
 
 
 def closed_loop(url: str, path: str, bodies: list[str], concurrency: int, seconds: float, collect_ids: bool = True) -> LoadResult:
