@@ -76,8 +76,10 @@ test-infra: install
 clean:
 	rm -rf $(VENV) .recsys
 
-# Serving benchmark: BentoML vs `mlflow models serve` vs a bare Starlette floor, driven by wrk
-# (installed with apt-get if missing). Trains its own champion in a temporary RECSYS_HOME.
+# Serving benchmark (issue 17 item 5): our service against BentoML's own minimum and `mlflow models
+# serve`, shadow on/off, batch/single, p99 at half load (open loop) and under overload (load
+# shedding), the request log reconciled by request id. wrk is installed with apt-get if missing.
+# Trains its own champion in a temporary RECSYS_HOME (about 5 minutes on 2 cores).
 .PHONY: bench-serving
 bench-serving: install
 	command -v wrk >/dev/null 2>&1 || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); $$S apt-get update && $$S apt-get install -y wrk; }

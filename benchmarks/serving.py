@@ -1,26 +1,39 @@
-"""Serving benchmark: the same champion through BentoML, through `mlflow models serve`, and a
-bare Starlette floor, each driven by wrk at concurrency 1, 16 and 64; beside them BentoML's
-own minimum (`benchmarks/bento_min.py`: a BentoML service answering a constant body).
+"""Serving benchmark: the figures of issue 17 item 5, side by side in one run.
 
 Run with `make bench-serving`. It trains a two-tower champion on Online Retail in a temporary
-RECSYS_HOME (blessed and promoted the normal way, so the ANN index is built and checked),
-measures the in-process model call, then serves it three ways with one worker each. The three
-servers are up together and wrk drives one at a time, interleaved (every server at c=1, then
-every server at c=16, ...), so that a load change on a shared machine hits all three alike
-rather than whichever happened to run last. Besides requests/s and latency it reads each
-server's CPU time per request from /proc (its whole process tree): time the server spent,
-not time it waited for a core, so that figure holds even when other work shares the machine.
-The floor and BentoML's minimum answer the bytes of a real /recommend response, so all send
-as much.
-Last, it saturates the BentoML service for 60 s and checks that the request log has a line
-for every answered request. The last line is the summary: throughput ratios at concurrency 16,
-the HTTP p50 over the in-process call at concurrency 1, errors and lost log lines.
+RECSYS_HOME (blessed and promoted the normal way, so the ANN index is built and checked) and
+serves it five ways, one worker each, all up together: our BentoML service; the same service
+with that champion also deployed as its own shadow (`recsys-shadow`, share 1.0: every request
+scored twice), started beside it once the shadow is in the store; `mlflow models serve`;
+BentoML's own minimum (`benchmarks/bento_min.py`: a BentoML service answering a constant body);
+and a bare Starlette floor (informational). wrk drives one at a time at concurrency 16, in
+interleaved rounds (every server, then every server again, ...) so that a load change on a
+shared machine hits all alike; each figure is the median over rounds. In each round wrk also
+sends /recommend_batch (64 users a request, k=10) to our service.
+Beside requests/s it reads each server's CPU time per request from /proc (its whole process
+tree): time the server spent, not time it waited for a core, which holds on a busy machine.
+The floor and BentoML's minimum answer the bytes of a real /recommend answer.
+
+Then two runs of the clients in `benchmarks/load.py` against our service (load shedding on,
+RECSYS_SERVE_MAX_CONCURRENCY at its default): a constant rate of half its measured saturation
+throughput (open loop: latency from when each request was due, not a closed loop that waits),
+and 64 clients in a closed loop (overload: p99 of the answered requests, refusals counted
+apart, not as errors); `mlflow models serve` under the same overload beside it.
+Last, the request log is reconciled: every request id the clients were answered with must be
+in it, and it must hold as many lines as the two services say they answered (their
+`recsys_recommended_users_total`), so a request in flight when a run stops hides nothing.
+The last line is the summary:
+`serving: bentoml/bento-min=<x> bentoml/mlflow=<x> shadow-on/off=<x> batch/single-users=<x>
+p99-half-load-ms=<x> p99-overload-ms=<x> errors=<n> lost-log-lines=<n>`; targets: ≥ 0.9, ≥ 2,
+≥ 0.8, ≥ 5, ≤ 10 ms, ≤ 100 ms, 0, 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,13 +46,17 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks import wrk
+from benchmarks import load, wrk
 from recsys import platform
 from recsys.settings import Settings, get_settings
 
 REPO = Path(__file__).resolve().parents[1]
-CONCURRENCY = (1, 16, 64)
+CONCURRENCY = 16  # wrk's throughput runs
+OVERLOAD = 64  # closed-loop clients of the overload run
+BATCH_USERS = 64  # users a /recommend_batch request (the API's maximum)
+BATCH_CONCURRENCY = 4  # /recommend_batch requests in flight: each is 64 users of work
 WORKERS = 1  # per server: BentoML RECSYS_SERVE_WORKERS, mlflow -w, uvicorn --workers
+ANSWERED = re.compile(r'recsys_recommended_users_total\{endpoint="[a-z_]+"\} ([0-9.e+]+)')
 
 
 def champion(settings: Settings, epochs: int | None) -> None:
@@ -57,25 +74,6 @@ def champion(settings: Settings, epochs: int | None) -> None:
     if not result.promoted:
         raise SystemExit(f"champion not promoted: {result}")
     print(f"champion: version {result.version}, ANN recall@100 {result.index_recall:.4f}, bento {result.bento_tag}")
-
-
-def in_process(settings: Settings, user_ids: list[str]) -> float:
-    """Median time of one model call (ServingModel.recommend, k=10) in ms, as the service makes it."""
-    from bentoml._internal.models import ModelStore
-
-    from recsys.serving.logic import Query
-    from recsys.serving.service import load_serving
-
-    store = ModelStore(str(settings.bentoml_home.resolve() / "models"))
-    serving = load_serving(store.get(f"{settings.registered_model}:latest"))
-    times = []
-    for user in user_ids * 4:
-        start = time.perf_counter()
-        serving.recommend([Query(user, 10)])
-        times.append(time.perf_counter() - start)
-    p50, p99 = np.percentile(times, [50, 99]) * 1e3
-    print(f"in-process model call: p50 {p50:.3f} ms, p99 {p99:.3f} ms over {len(times)} calls")
-    return float(p50)
 
 
 def tree_stats(root: int) -> list[list[str]]:
@@ -101,14 +99,15 @@ def tree_stats(root: int) -> list[list[str]]:
 
 @dataclass
 class Target:
-    """One running server, the wrk script that drives it, and what was measured on it."""
+    """One running server, the wrk script and concurrency that drive it, and what was measured on it."""
 
     name: str
     url: str
     script: Path
     pid: int  # the process we started; its descendants count too
-    runs: dict[int, list[wrk.WrkResult]] = field(default_factory=dict)  # by concurrency, one per round
-    cpu: dict[int, list[float]] = field(default_factory=dict)  # server CPU us per request, likewise
+    concurrency: int = CONCURRENCY
+    runs: list[wrk.WrkResult] = field(default_factory=list)  # one per round
+    cpu: list[float] = field(default_factory=list)  # server CPU us per request, likewise
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server's whole process tree (arbiter, workers, shells)."""
@@ -118,22 +117,22 @@ class Target:
     def processes(self) -> int:
         return len(tree_stats(self.pid))
 
-    def drive(self, concurrency: int, seconds: int) -> wrk.WrkResult:
+    def drive(self, seconds: int) -> wrk.WrkResult:
         """One wrk run, kept with the server's CPU time per completed request beside it."""
         before = self.cpu_seconds()
-        result = wrk.run(self.url, self.script, concurrency, seconds)
-        self.runs.setdefault(concurrency, []).append(result)
-        self.cpu.setdefault(concurrency, []).append((self.cpu_seconds() - before) * 1e6 / max(result.requests, 1))
+        result = wrk.run(self.url, self.script, self.concurrency, seconds)
+        self.runs.append(result)
+        self.cpu.append((self.cpu_seconds() - before) * 1e6 / max(result.requests, 1))
         return result
 
-    def result(self, concurrency: int) -> wrk.WrkResult:
-        """The rounds at one concurrency: median of each figure, errors and requests summed."""
-        runs = self.runs[concurrency]
-        med = {f: float(np.median([getattr(r, f) for r in runs])) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
-        return wrk.WrkResult(concurrency, sum(r.requests for r in runs), errors=sum(r.errors for r in runs), non_2xx=sum(r.non_2xx for r in runs), **med)
+    def result(self) -> wrk.WrkResult:
+        """The rounds: median of each figure, errors and requests summed."""
+        med = {f: float(np.median([getattr(r, f) for r in self.runs])) for f in ("rps", "p50_ms", "p95_ms", "p99_ms")}
+        errors, refused = sum(r.errors for r in self.runs), sum(r.refused for r in self.runs)
+        return wrk.WrkResult(self.concurrency, sum(r.requests for r in self.runs), errors=errors, refused=refused, **med)
 
-    def cpu_us(self, concurrency: int) -> float:
-        return float(np.median(self.cpu[concurrency]))
+    def cpu_us(self) -> float:
+        return float(np.median(self.cpu))
 
 
 @contextmanager
@@ -151,17 +150,36 @@ def server(name: str, command: list[str], health: str, env: dict[str, str], log:
             proc.wait(timeout=30)
 
 
-def log_lines(path: Path) -> int:
-    return path.read_text().count("\n") if path.exists() else 0
+def log_ids(path: Path) -> list[str]:
+    """The request ids of every line of the request log (a regex: the lines are the service's own JSON)."""
+    return re.findall(r'"request_id":"([0-9a-f]{32})"', path.read_text()) if path.exists() else []
+
+
+def answered_by_server(url: str) -> int:
+    """Users the service says it answered (and logged: the counter moves after the log line is written)."""
+    return round(sum(float(n) for n in ANSWERED.findall(httpx.get(f"{url}/metrics").text)))
+
+
+def deploy_shadow(settings: Settings) -> None:
+    """The champion's own version deployed as its shadow: every request is then ranked twice."""
+    from recsys import challengers, registry
+
+    version = registry.champion(settings)
+    deployed = challengers.deploy(settings, version, "shadow")
+    print(f"shadow: version {version} deployed as {deployed.bento_tag} (share {settings.shadow_share})")
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
-    parser.add_argument("--saturate", type=int, default=60, help="seconds of the saturation run")
+    parser.add_argument("--load-seconds", type=int, default=20, help="of the half-load and the overload runs")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: settings)")
-    parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow, the floor and BentoML's minimum take the next three")
+    parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow, the floor, BentoML's minimum, the shadow-on service take the next four")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="recsys-bench-")) / "home"
@@ -174,14 +192,17 @@ def main() -> None:
     model = registry.load_version(settings, registry.champion(settings))
     rng = np.random.default_rng(0)
     users = rng.choice(model.user_ids, 450, replace=False).tolist() + [f"new-{i}" for i in range(50)]
-    inproc_ms = in_process(settings, users)
     bodies = [f'{{"user_id": "{u}", "k": 10}}' for u in users]
     mlf_bodies = [f'{{"dataframe_records": [{{"user_id": "{u}", "k": 10}}]}}' for u in users]
+    batches = [
+        '{"requests": [' + ", ".join(f'{{"user_id": "{u}", "k": 10}}' for u in users[i : i + BATCH_USERS]) + "]}"
+        for i in range(0, len(users) - BATCH_USERS + 1, BATCH_USERS)
+    ]
     # mlflow starts `uvicorn` through bash: this environment's bin must come first on PATH.
     env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RECSYS_SERVE_WORKERS": str(WORKERS)}
     logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True)
-    bento_url, mlflow_url, floor_url, minimum_url = (f"http://127.0.0.1:{args.port + i}" for i in range(4))
+    bento_url, mlflow_url, floor_url, minimum_url, shadow_url = (f"http://127.0.0.1:{args.port + i}" for i in range(5))
     floor_body = logs / "floor-body.json"
 
     with ExitStack() as stack:
@@ -218,58 +239,76 @@ def main() -> None:
         floor_env = {**env, "RECSYS_FLOOR_BODY": str(floor_body)}
         floor_pid = stack.enter_context(server("floor", floor_cmd, f"{floor_url}/health", floor_env, logs / "floor.log"))
         minimum_cmd = [platform.bin_path("bentoml"), "serve", "benchmarks.bento_min:Minimal", "--host", "127.0.0.1", "--port", str(args.port + 3)]
-        minimum_pid = stack.enter_context(server("bento-min", minimum_cmd, f"{minimum_url}/readyz", floor_env, logs / "bento-min.log"))
+        # Each `bentoml serve` empties BENTOML_HOME/prometheus_multiproc_dir as it starts and reads
+        # every file there for /metrics: each BentoML server gets a home of its own, or their
+        # counts of answered requests would be wiped and mixed.
+        minimum_env = {**floor_env, "BENTOML_HOME": str(home / "bentoml-min")}
+        minimum_pid = stack.enter_context(server("bento-min", minimum_cmd, f"{minimum_url}/readyz", minimum_env, logs / "bento-min.log"))
+        deploy_shadow(settings)  # the service started above loaded no shadow and never reloads: it stays "off"
+        shadow_store = home / "bentoml-shadow"  # the store with the shadow in it, copied after the deployment
+        shutil.copytree(settings.bentoml_home / "models", shadow_store / "models")
+        shadow_spec = platform.bentoml_server(settings.model_copy(update={"serve_port": args.port + 4}))
+        shadow_env = {**env, "BENTOML_HOME": str(shadow_store)}
+        shadow_pid = stack.enter_context(server("shadow-on", shadow_spec.command, shadow_spec.health_url, shadow_env, logs / "bentoml-shadow.log"))
         script = wrk.lua_script(bodies, "/recommend")
         targets = [
             Target("bentoml", bento_url, script, bento_pid),
+            Target("shadow-on", shadow_url, script, shadow_pid),
+            Target("batch64", bento_url, wrk.lua_script(batches, "/recommend_batch"), bento_pid, BATCH_CONCURRENCY),
             Target("mlflow", mlflow_url, wrk.lua_script(mlf_bodies, "/invocations"), mlflow_pid),
-            Target("floor", floor_url, script, floor_pid),
             Target("bento-min", minimum_url, script, minimum_pid),
+            Target("floor", floor_url, script, floor_pid),
         ]
         print(
             f"setup: {WORKERS} worker per server (processes in each tree: "
             + ", ".join(f"{t.name} {t.processes()}" for t in targets)
-            + f"); wrk -t min(c,2) --timeout 5s, {args.rounds} interleaved rounds of {args.seconds} s runs, medians; "
-            f"floor body {floor_body.stat().st_size} bytes = a real /recommend answer",
+            + f"); wrk -t2 --timeout 5s at c={CONCURRENCY} (batch64: c={BATCH_CONCURRENCY}, {BATCH_USERS} users a request), "
+            f"{args.rounds} interleaved rounds of {args.seconds} s runs, medians; floor body {floor_body.stat().st_size} bytes = a real /recommend answer",
             flush=True,
         )
-
-        before = log_lines(settings.request_log)
-        warm = {t.name: wrk.run(t.url, t.script, 16, 2) for t in targets}  # connection pools, lazy imports, caches
+        for t in targets:  # connection pools, lazy imports, caches
+            wrk.run(t.url, t.script, t.concurrency, 2)
         for round_ in range(args.rounds):
-            for c in CONCURRENCY:
-                for t in targets:
-                    result = t.drive(c, args.seconds)
-                    print(f"{result.row(t.name)}  cpu {t.cpu[c][-1]:>6.0f} us/req  (round {round_ + 1})", flush=True)
-        answered = warm["bentoml"].answered + sum(r.answered for runs in targets[0].runs.values() for r in runs)
-        saturation = wrk.run(bento_url, script, 64, args.saturate)
-        print(saturation.row("bento60s"), flush=True)
-        time.sleep(1)
-        logged = log_lines(settings.request_log) - before
-    answered += saturation.answered
-    lost = max(0, answered - logged)  # requests cut off when a run ends are logged, not counted: logged >= answered
-    print(f"request log: {logged} lines for {answered} requests answered 2xx (wrk-counted, warm-up included)")
+            for t in targets:
+                result = t.drive(args.seconds)
+                print(f"{result.row(t.name)}  cpu {t.cpu[-1]:>6.0f} us/req  (round {round_ + 1})", flush=True)
+        res = {t.name: t.result() for t in targets}
+        half = res["bentoml"].rps / 2
+        saturation = f"{res['bentoml'].rps:.0f} req/s at c={CONCURRENCY}"
+        print(f"\nopen loop at half of bentoml's saturation throughput ({saturation}); overload: {OVERLOAD} clients, closed loop", flush=True)
+        steady = load.open_loop(bento_url, "/recommend", bodies, half, args.load_seconds)
+        print(steady.row("bentoml"), flush=True)
+        overload = load.closed_loop(bento_url, "/recommend", bodies, OVERLOAD, args.load_seconds)
+        print(overload.row("bentoml"), flush=True)
+        mlflow_overload = load.closed_loop(mlflow_url, "/invocations", mlf_bodies, OVERLOAD, args.load_seconds, collect_ids=False)
+        print(mlflow_overload.row("mlflow"), flush=True)
+        time.sleep(1)  # answers already sent are logged; let the last lines land before counting
+        said = answered_by_server(bento_url) + answered_by_server(shadow_url)
+    logged = log_ids(settings.request_log)
+    missing = (steady.request_ids | overload.request_ids) - set(logged)
+    lost = max(len(missing), said - len(logged))
+    print(
+        f"request log: {len(logged)} lines; the services say they answered {said} users; "
+        f"{len(missing)} of the {len(steady.request_ids | overload.request_ids)} request ids the clients were answered with are not in it"
+    )
 
-    res = {t.name: {c: t.result(c) for c in CONCURRENCY} for t in targets}
-    b = res["bentoml"]
-    errors = sum(r.errors for r in b.values()) + saturation.errors
     print(f"\nmedians over {args.rounds} rounds (errors summed); cpu = server CPU time per request")
     for t in targets:
-        for c in CONCURRENCY:
-            print(f"{res[t.name][c].row(t.name)}  cpu {t.cpu_us(c):>6.0f} us/req")
-    print("\ntarget     c=16 req/s  x bentoml  p99@16 ms  p99@64 ms  cpu us/req@16")
-    for t in targets:
-        r16, r64 = res[t.name][16], res[t.name][64]
-        print(f"{t.name:<9} {r16.rps:>11.0f}  {r16.rps / b[16].rps:>9.2f}  {r16.p99_ms:>9.2f}  {r64.p99_ms:>9.2f}  {t.cpu_us(16):>13.0f}")
-    print(f"\nrequest log lines lost: {lost}; http p50 at c=1 {b[1].p50_ms:.2f} ms vs in-process {inproc_ms:.3f} ms")
+        print(f"{res[t.name].row(t.name)}  cpu {t.cpu_us():>6.0f} us/req")
+    b = res["bentoml"]
+    batch_users = res["batch64"].rps * BATCH_USERS
+    print(f"informational: bentoml/floor={ratio(b.rps, res['floor'].rps):.2f} bento-min/floor={ratio(res['bento-min'].rps, res['floor'].rps):.2f}")
     print(
-        f"bentoml's own minimum: bentoml/bento-min={b[16].rps / res['bento-min'][16].rps:.2f} "
-        f"bento-min/floor={res['bento-min'][16].rps / res['floor'][16].rps:.2f} (throughput at c=16)"
+        f"users/s: /recommend {b.rps:.0f}, /recommend_batch {batch_users:.0f}; half load: offered {half:.0f} req/s, achieved {steady.completed_rps:.0f}; "
+        f"overload p99 bentoml {overload.p(99):.1f} ms ({overload.refused} refused, {overload.refused_without_retry_after} without Retry-After) "
+        f"vs mlflow {mlflow_overload.p(99):.1f} ms ({mlflow_overload.refused} refused)"
     )
+    ours = ("bentoml", "shadow-on", "batch64")
+    errors = sum(res[n].errors for n in ours) + steady.failed + overload.failed + steady.refused  # refusals only count at overload
     print(
-        f"serving: throughput bentoml/mlflow={b[16].rps / res['mlflow'][16].rps:.2f} "
-        f"bentoml/floor={b[16].rps / res['floor'][16].rps:.2f} "
-        f"p50-overhead-ms={b[1].p50_ms - inproc_ms:.2f} errors={errors} lost-log-lines={lost}"
+        f"serving: bentoml/bento-min={ratio(b.rps, res['bento-min'].rps):.2f} bentoml/mlflow={ratio(b.rps, res['mlflow'].rps):.2f} "
+        f"shadow-on/off={ratio(res['shadow-on'].rps, b.rps):.2f} batch/single-users={ratio(batch_users, b.rps):.2f} "
+        f"p99-half-load-ms={steady.p(99):.2f} p99-overload-ms={overload.p(99):.2f} errors={errors} lost-log-lines={lost}"
     )
 
 

@@ -1,14 +1,17 @@
-"""The HTTP pieces BentoML's typed APIs do not cover: GET /model, POST /admin/{reload,forget}, body cap.
+"""The HTTP pieces BentoML's typed APIs do not cover: GET /model, POST /admin/{reload,forget},
+body cap, load shedding.
 
 BentoML 1.4 APIs are POST-only and public, so the lineage GET and the token-guarded admin
 route live in a small Starlette app mounted beside them (`@bentoml.asgi_app`); BentoML's
 own routes match first. Bodies are guarded by an ASGI middleware before anything parses
 them: over the size cap is a 413, a Content-Type other than JSON a 415 (BentoML would
-otherwise try, say, a multipart parser on it and answer a 500).
+otherwise try, say, a multipart parser on it and answer a 500). Past a bound of requests in
+flight a worker refuses more at once (`LoadShedder`: 503 with `Retry-After`) rather than queue them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 
@@ -119,11 +122,48 @@ class RequestGuard:
         await _error(send, 413, f"request body too large: {size} bytes; the limit is {self.max_bytes}")
 
 
-async def _error(send: Send, status: int, error: str) -> None:
+class LoadShedder:
+    """Refuse a request at once (503, `Retry-After`) while `limit` requests are in flight in this worker.
+
+    Past a worker's capacity a queue only makes every answer later: at 64 concurrent clients on
+    one worker, p99 was 1.4 s with nothing refused. A refusal costs microseconds and tells the
+    client (or a load balancer) when to come back, so the requests that are taken stay fast.
+    BentoML's `traffic.max_concurrency` answers 429 with no `Retry-After`, from outside every
+    middleware a service adds (the header cannot be put on its answer), and does not see the
+    queue (below). Only POSTs to the typed APIs count: health, metrics, GET routes and the admin
+    routes (a reload under overload must get through) are never refused. Refused requests never
+    reach the handler, so they are not in the request log; `/metrics` counts them by status.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after = str(retry_after_s).encode()
+        self.in_flight = 0  # one event loop per worker: a plain counter, no lock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].startswith("/admin/"):
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.limit:
+            error = f"overloaded: {self.limit} requests in flight in this worker; retry after {self.retry_after.decode()} s"
+            return await _error(send, 503, error, [(b"retry-after", self.retry_after)])
+        self.in_flight += 1
+        try:
+            # Handlers run start to finish without yielding, so the queue is in the event loop's
+            # ready tasks, out of a plain counter's sight: it would only ever see the one request
+            # running (BentoML's `max_concurrency` is blind the same way; measured: nothing shed at
+            # 64 concurrent against a bound of 4). Yielding once, counted, puts this request behind
+            # those already taken: the count is then what was taken and is not done.
+            await asyncio.sleep(0)
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _error(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps({"error": error}).encode()
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]}
-    )
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": data})
 
 

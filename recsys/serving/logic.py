@@ -110,16 +110,27 @@ class ServingModel:
         return cls(model, index, info)
 
     def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
-        """Answers in order; all known users in one index search of depth max(k + seen)."""
+        """Answers in order; known users in one index search per group of like depth (k + seen).
+
+        A search is as deep as the deepest query in it, and HNSW's cost grows with depth: one
+        search for a whole batch made every user pay for the longest history in it (64 Online
+        Retail users: 4 ms at depth 16, 8 ms at 277; some users have seen over 1,000 items), so
+        a batch cost more than its users one at a time. Grouped by depth to the next power of two, each
+        user searches at most about twice as deep as it needs; a lone query exactly as deep.
+        """
         model = self.model
         rows = [None if q.forgotten else model.user_index.get(q.user_id) for q in queries]
-        known = [i for i, r in enumerate(rows) if r is not None]
         out: list[Recommendation | None] = [None] * len(queries)
-        if known:
-            users = np.array([rows[i] for i in known])
-            depth = max(queries[i].k + (len(model.seen(rows[i])) if queries[i].exclude_seen else 0) for i in known)
+        groups: dict[int, list[tuple[int, int]]] = {}  # depth to the next power of two -> (query, depth)
+        for i, r in enumerate(rows):
+            if r is not None:
+                depth = queries[i].k + (len(model.seen(r)) if queries[i].exclude_seen else 0)
+                groups.setdefault(1 << (depth - 1).bit_length(), []).append((i, depth))
+        for group in groups.values():
+            users = np.array([rows[i] for i, _ in group])
+            depth = max(d for _, d in group)
             scores, found = self.index.search(model.user_vectors[users], min(depth, model.n_items))
-            for j, i in enumerate(known):
+            for j, (i, _) in enumerate(group):
                 out[i] = self._pick(rows[i], queries[i], found[j], scores[j])
         for i, r in enumerate(rows):
             if r is None:

@@ -9,7 +9,8 @@ What answering costs is on `/metrics` (`recsys_cpu_seconds_total`,
 `recsys_recommended_users_total`) and in each log line (`cpu_us`).
 
 Settings (`recsys.settings`, all `RECSYS_*`, secure defaults): `bind_host` (127.0.0.1;
-`--host` overrides), `serve_workers`, `request_timeout_s`, `access_log`, `tracing` (BentoML's
+`--host` overrides), `serve_workers`, `serve_max_concurrency` (past it a 503 with `Retry-After`,
+not a queue: recsys.serving.http.LoadShedder), `request_timeout_s`, `access_log`, `tracing` (BentoML's
 OpenTelemetry spans, off: see TRACING below), `bento_model`, and the secrets `log_key` (the
 HMAC-SHA256 key that pseudonymises user ids in the logs) and `admin_token` (bearer token of
 POST /admin/reload and /admin/forget): unset, each is generated once for this install
@@ -62,7 +63,7 @@ from recsys.schemas import (
     SimilarItemsResponse,
 )
 from recsys.serving.arms import Deployment, Served, record, score_shadow, serve
-from recsys.serving.http import RequestGuard, admin_app
+from recsys.serving.http import LoadShedder, RequestGuard, admin_app
 from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
 from recsys.tombstones import TombstoneWatch
@@ -346,4 +347,6 @@ def _count(endpoint: str, cpu_s: float, users: int) -> None:
     RECOMMENDED_USERS.labels(endpoint=endpoint).inc(users)
 
 
+if SETTINGS.serve_max_concurrency:  # outermost of ours: a refused request is not even read
+    RecsysService.add_asgi_middleware(LoadShedder, limit=SETTINGS.serve_max_concurrency)
 RecsysService.add_asgi_middleware(RequestGuard, max_bytes=MAX_BODY_BYTES)

@@ -81,6 +81,17 @@ def test_batch_mixes_known_unknown_and_different_k(served: ServingModel) -> None
     assert recs[0].because is None and recs[2].because is not None and all(recs[2].because)
 
 
+def test_a_batch_answers_each_user_as_alone_whatever_their_history(model: EmbeddingModel, tmp_path: Path) -> None:
+    """Users with 5..40 seen items and k of 1..60 in one batch (searched in groups of like depth):
+    each gets the list it gets alone. Exact index, so search depth changes nothing but the cost."""
+    model.save(tmp_path / "export")
+    exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
+    queries = [Query(f"u{u}", 1 + u % 60) for u in range(0, 200, 3)] + [Query("nobody", 4), Query("u7", 9, exclude_seen=False)]
+    alone = [[i for i, _ in exact.recommend([q])[0].items] for q in queries]
+    assert [[i for i, _ in r.items] for r in exact.recommend(queries)] == alone
+    assert [len(items) for items in alone] == [q.k for q in queries]
+
+
 def test_explanations_name_seen_items(model: EmbeddingModel, served: ServingModel) -> None:
     rec = served.recommend([Query("u4", 5, explain=True)])[0]
     assert set(rec.because) <= set(model.item_ids[model.seen(4)].tolist())

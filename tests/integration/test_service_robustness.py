@@ -1,5 +1,6 @@
-"""Bad input over real HTTP: every malformed request gets a 4xx that names the problem, and a
-bounded schemathesis run against the live OpenAPI spec finds no 5xx.
+"""Bad input over real HTTP: every malformed request gets a 4xx that names the problem, a
+bounded schemathesis run against the live OpenAPI spec finds no 5xx, and past its bound of
+requests in flight the service refuses at once (503, Retry-After) rather than queue.
 
 The champion here is the popularity model (one-dimensional vectors, so the exact index):
 it trains in a moment and exercises the other index path.
@@ -8,10 +9,12 @@ it trains in a moment and exercises the other index path.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -34,10 +37,14 @@ def export_popularity(settings: Settings, data: Dataset, split: Split) -> None:
     registry.export_to_bentoml(settings, candidate.version, model, ann, report)
 
 
+BOUND = 2  # requests in flight per worker; the tests besides the overload one send one at a time
+
+
 @pytest.fixture(scope="module")
 def robust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The popularity champion served with no admin token configured."""
-    with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity) as running:
+    """The popularity champion served with no admin token configured, and at most 2 requests in flight."""
+    env = {"RECSYS_SERVE_MAX_CONCURRENCY": str(BOUND)}
+    with served_champion(tmp_path_factory.mktemp("robust") / "home", export_popularity, extra_env=env) as running:
         yield running
 
 
@@ -149,3 +156,50 @@ def test_generated_admin_token_is_private_and_opens_the_admin_routes(robust: Ser
     ok = httpx.post(f"{robust.url}/admin/reload", headers={"authorization": f"Bearer {token}"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["serving"] == ok.json()["previous"], ok.text
     assert httpx.post(f"{robust.url}/admin/reload", headers={"authorization": "Bearer recsys-local-dev-key"}).status_code == 401
+
+
+Answer = tuple[int, dict[bytes, bytes], bytes]  # status, headers (lower-case names), body
+
+
+def raw_burst(url: str, path: str, bodies: list[dict]) -> list[Answer]:
+    """Each request written whole in one send on a connection of its own, all before any answer is read.
+
+    As wrk does, and unlike httpx, which writes headers and body apart: a handler still waiting for
+    its body yields, and that would let even a plain count of requests in flight see them queue.
+    """
+    parts = urlsplit(url)
+    sockets = [socket.create_connection((parts.hostname, parts.port)) for _ in bodies]
+    for sock, body in zip(sockets, bodies):
+        data = json.dumps(body).encode()
+        head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        sock.sendall(head.encode() + data)
+    answers = []
+    for sock in sockets:
+        with sock, sock.makefile("rb") as reply:
+            status = int(reply.readline().split()[1])
+            headers = dict(line.strip().split(b": ", 1) for line in iter(reply.readline, b"\r\n"))
+            headers = {name.lower(): value for name, value in headers.items()}
+            answers.append((status, headers, reply.read(int(headers[b"content-length"]))))
+    return answers
+
+
+def test_past_its_bound_the_service_refuses_at_once_and_logs_only_answers(robust: Served) -> None:
+    """32 batches at once, then 128 single requests, against a bound of 2: of each some are refused
+    with 503 and Retry-After, the rest answered, none fails otherwise, and the request log holds
+    exactly the answered ones. The singles' handler never yields, so a plain count of requests
+    in flight (BentoML's own limit) would never see them queue."""
+    log = robust.settings.request_log
+    before = log.read_text().count("\n") if log.exists() else 0
+    batch = {"requests": [{"user_id": f"u{i}", "k": 100, "explain": True} for i in range(64)]}
+    batches = raw_burst(robust.url, "/recommend_batch", [batch] * 32)
+    singles = raw_burst(robust.url, "/recommend", [{"user_id": f"u{i % 100}", "k": 100, "explain": True} for i in range(128)])
+    answers = []
+    for kind in (batches, singles):
+        refused = [(h, b) for status, h, b in kind if status == 503]
+        answered = [json.loads(b) for status, _, b in kind if status == 200]
+        assert refused and answered and len(refused) + len(answered) == len(kind), sorted(status for status, _, _ in kind)
+        assert all(h.get(b"retry-after") == b"1" and b"overloaded" in b for h, b in refused)
+        answers += [a for answer in answered for a in (answer if isinstance(answer, list) else [answer])]
+    logged = [json.loads(line)["request_id"] for line in log.read_text().splitlines()[before:]]
+    assert len(logged) == len(answers) and set(logged) == {a["request_id"] for a in answers}
+    assert httpx.get(f"{robust.url}/readyz").status_code == 200 and httpx.get(f"{robust.url}/metrics").status_code == 200  # probes pass
