@@ -11,7 +11,7 @@ take the baselines' chosen configurations; its candidate recall@N on test is the
 Beside quality, what each costs: the refit's CPU seconds and the CPU microseconds per user of
 ranking (`--plot` draws quality against training cost with each dataset's Pareto front). Also
 measured: training steps/s through the real tf.data pipeline over the same steps on cached
-tensors. Run: `make bench-quality` (`--datasets` for a subset).
+tensors (interleaved rounds, the shuffle buffer's fill untimed: `SeqTwoTowerModel.pipeline_ratio`). Run: `make bench-quality` (`--datasets` for a subset).
 """
 
 from __future__ import annotations
@@ -125,7 +125,12 @@ def bench(name: str) -> tuple[dict[str, Row], list[str], float | None]:
     rows["seq_two_tower"] = Row({"epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)
-    pipeline = deep.pipeline_ratio(PIPELINE_STEPS)["ratio"] if name == PIPELINE_DATASET else None
+    pipeline = None
+    if name == PIPELINE_DATASET:
+        speed = deep.pipeline_ratio(PIPELINE_STEPS)
+        pipeline = speed["ratio"]
+        rates = f"{speed['pipeline']:.1f} steps/s through tf.data, {speed['cached']:.1f} cached"
+        lines.append(f"    pipeline: {rates}; ratio {pipeline:.3f} (median of 3 interleaved rounds, spread {speed['ratio_spread']:.3f})")
     return rows, lines, pipeline
 
 

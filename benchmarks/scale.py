@@ -98,7 +98,7 @@ def data_path(n: int, folder: Path) -> dict[str, float]:
         timed = time.perf_counter()
         examples = sum(int(next(batches)["item"].shape[0]) for _ in range(TIMED_BATCHES))
         rates.append(examples / (time.perf_counter() - timed))
-        ratios.append(model.pipeline_ratio(RATIO_STEPS)["ratio"])
+        ratios.append(model.pipeline_ratio(RATIO_STEPS, rounds=1)["ratio"])
     stage("pipeline", start)
     stage.row.update(
         examples_per_s=statistics.median(rates),
