@@ -127,7 +127,10 @@ def mlflow_server(settings: Settings) -> ServerSpec:
         "--workers",
         "1",
     ]
-    return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base, port=settings.mlflow_port)
+    # MLflow 3 starts about eight huey job consumers beside its server by default, for GenAI jobs
+    # recsys never runs: each imports MLflow (seconds of CPU) and then polls.
+    no_jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return ServerSpec("mlflow", "MLflow UI", cmd, f"{base}/health", base, port=settings.mlflow_port, env=no_jobs)
 
 
 def evidently_ui(settings: Settings) -> ServerSpec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import psutil
 
 from recsys import platform
 from recsys.app import stack
@@ -15,6 +16,9 @@ def test_up_started_all_five_servers_and_a_second_up_starts_none(platform_up: Pl
     again = platform_up.cli("up")
     assert again.returncode == 0 and "started" not in again.stdout and again.stdout.count("running") == 5, again.stdout
     assert {name: platform.running_pid(platform_up.settings, name) for name in pids} == pids
+    # MLflow's GenAI job consumers are off: eight polling processes (over a core, idle) that recsys never uses
+    mlflow_tree = psutil.Process(pids["mlflow"]).children(recursive=True)
+    assert not [p for p in mlflow_tree if "huey" in " ".join(p.cmdline())], [p.cmdline() for p in mlflow_tree]
 
 
 def test_status_lists_every_server_up_and_the_monitor_is_scheduled(platform_up: Platform) -> None:
