@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from recsys import challengers, platform, registry
-from recsys.challengers import Challenger, Promoted, Withdrawn
+from recsys.challengers import Applied, Challenger, Promoted, Withdrawn
 from recsys.monitoring.canary import CanaryDecision, CanaryRule, CanaryWindow, decide_canary, windows_since
 from recsys.settings import get_settings
 
@@ -52,7 +52,7 @@ def read_windows(since: str, window: int) -> list[CanaryWindow]:
 
 
 @task(cache_policy=NO_CACHE)
-def apply_decision(decision: CanaryDecision) -> tuple[Promoted | None, list[Withdrawn]]:
+def apply_decision(decision: CanaryDecision) -> Applied:
     return challengers.apply(get_settings(), decision.action, "; ".join(decision.reasons))
 
 
@@ -77,7 +77,7 @@ def canary(window: int | None = None) -> CanaryOutcome:
     windows = read_windows(current.deployed_at, window or settings.window_size)
     decision = decide_canary(windows, CanaryRule.from_settings(settings))
     logger.info("canary version %s over %d window(s): %s (%s)", current.version, len(windows), decision.action, "; ".join(decision.reasons))
-    promoted, withdrawn = apply_decision(decision)
+    applied = apply_decision(decision)
     service = reload_service() if decision.action != "hold" else ""
     if service:
         logger.info("service reload: %s", service)
@@ -86,4 +86,4 @@ def canary(window: int | None = None) -> CanaryOutcome:
         resource={"prefect.resource.id": f"recsys.model.{settings.registered_model}"},
         payload={"version": current.version, "windows": len(windows), "counting_windows": decision.counting_windows, "reasons": decision.reasons},
     )
-    return CanaryOutcome(current.version, len(windows), decision, registry.champion(settings), promoted, withdrawn, service)
+    return CanaryOutcome(current.version, len(windows), decision, registry.champion(settings), applied.promoted, applied.withdrawn, service)

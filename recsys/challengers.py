@@ -15,7 +15,7 @@ erasure re-registers the canary under a new version, and the same users must sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -181,13 +181,21 @@ def promote_canary(settings: Settings, reason: str) -> Promoted:
     return Promoted(canary.version, previous, tag, left)
 
 
-def apply(settings: Settings, action: str, reason: str) -> tuple[Promoted | None, list[Withdrawn]]:
+@dataclass(frozen=True)
+class Applied:
+    """What carrying out a canary decision changed: a promotion, or the challengers withdrawn (a hold changes nothing)."""
+
+    promoted: Promoted | None = None
+    withdrawn: list[Withdrawn] = field(default_factory=list)
+
+
+def apply(settings: Settings, action: str, reason: str) -> Applied:
     """Carry out the canary rule's action (recsys.monitoring.canary): promote, roll back, or hold (nothing changes)."""
     if action == "promote":
-        return promote_canary(settings, reason), []
+        return Applied(promoted=promote_canary(settings, reason))
     if action == "rollback":
-        return None, rollback_canary(settings, reason)
-    return None, []
+        return Applied(withdrawn=rollback_canary(settings, reason))
+    return Applied()
 
 
 def _drop(settings: Settings, role: Role) -> list[str]:
