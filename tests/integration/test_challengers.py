@@ -179,10 +179,13 @@ def write_window(settings: Settings, arm_hits: dict[str, tuple[int, int]], windo
                     events.write(click.model_dump_json() + "\n")
 
 
-def canary_events(api: str, expected: int) -> list[dict]:
-    """The recsys.canary.* events the Prefect server holds, once it holds `expected` (it persists them in batches)."""
+def canary_events(api: str, expected: int, since: datetime) -> list[dict]:
+    """The recsys.canary.* events since `since` (the session's server holds other tests' too), once it holds `expected` (it persists them in batches)."""
     fresh_prefect_events()
-    body = {"filter": {"event": {"prefix": ["recsys.canary."]}, "any_resource": {"id_prefix": ["recsys.model."]}}, "limit": 50}
+    body = {
+        "filter": {"event": {"prefix": ["recsys.canary."]}, "any_resource": {"id_prefix": ["recsys.model."]}, "occurred": {"since": since.isoformat()}},
+        "limit": 50,
+    }
     deadline, found = time.monotonic() + 20, []
     while len(found) < expected and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -196,6 +199,7 @@ def test_the_canary_flow_rolls_a_worse_canary_back_and_promotes_a_better_one(
     from flows.canary import canary
 
     api, _ = prefect_api
+    began = datetime.now(UTC)
     monkeypatch.setenv("RECSYS_SERVE_PORT", str(free_port()))  # no service there: the reload is only reported
     get_settings.cache_clear()
     champion, candidate = champion_and_candidate
@@ -212,7 +216,7 @@ def test_the_canary_flow_rolls_a_worse_canary_back_and_promotes_a_better_one(
     assert tags(settings, candidate)[challengers.DECISION] == "rolled_back"
     assert "worse by more than the margin" in tags(settings, candidate)[challengers.REASON]
     assert worse.service.startswith("no service answered")
-    events = canary_events(api, 2)
+    events = canary_events(api, 2, began)
     assert sorted(e["event"] for e in events) == ["recsys.canary.held", "recsys.canary.rolled_back"]
     rolled = next(e for e in events if e["event"] == "recsys.canary.rolled_back")
     assert rolled["payload"]["version"] == candidate and rolled["payload"]["reasons"] == worse.decision.reasons
