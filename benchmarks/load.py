@@ -67,6 +67,9 @@ def requests(url: str, path: str, bodies: list[str]) -> tuple[str, int, list[byt
     return parts.hostname or "127.0.0.1", parts.port or 80, raw
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class _Tally:
     """What a run saw, added to by every connection (one event loop: no locks)."""
 
@@ -105,25 +108,30 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(lines[0].split()[1]), b"retry-after" in headers, body
 
 
+async def _counted(host: str, port: int, conn: Connection, request: bytes, tally: _Tally, since: float) -> Connection:
+    """One request on `conn`, counted in `tally` with its latency from `since`; a broken connection is counted and replaced."""
+    reader, writer = conn
+    try:
+        status, retry_after, body = await _exchange(reader, writer, request)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        tally.failed += 1
+        writer.close()
+        return await asyncio.open_connection(host, port)
+    tally.add(status, retry_after, body, asyncio.get_running_loop().time() - since)
+    return conn
+
+
 async def _closed(host: str, port: int, raw: list[bytes], concurrency: int, seconds: float, collect_ids: bool) -> LoadResult:
     loop = asyncio.get_running_loop()
     tally, start = _Tally(collect_ids), loop.time()
     stop = start + seconds
 
     async def connection(n: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
+        conn = await asyncio.open_connection(host, port)
         while loop.time() < stop:
-            sent = loop.time()
-            try:
-                status, retry_after, body = await _exchange(reader, writer, raw[n % len(raw)])
-            except (OSError, TimeoutError, asyncio.IncompleteReadError):
-                tally.failed += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection(host, port)
-            else:
-                tally.add(status, retry_after, body, loop.time() - sent)
+            conn = await _counted(host, port, conn, raw[n % len(raw)], tally, loop.time())
             n += concurrency
-        writer.close()
+        conn[1].close()
 
     await asyncio.gather(*(connection(i) for i in range(concurrency)))
     return tally.result(f"c={concurrency}", loop.time() - start)
@@ -132,21 +140,13 @@ async def _closed(host: str, port: int, raw: list[bytes], concurrency: int, seco
 async def _open(host: str, port: int, raw: list[bytes], rate: float, seconds: float, connections: int, collect_ids: bool) -> LoadResult:
     loop = asyncio.get_running_loop()
     tally = _Tally(collect_ids)
-    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await asyncio.open_connection(host, port))
 
     async def one(due: float, request: bytes) -> None:
-        reader, writer = await idle.get()  # waiting for a free connection counts: the clock started at `due`
-        try:
-            status, retry_after, body = await _exchange(reader, writer, request)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            tally.failed += 1
-            writer.close()
-            reader, writer = await asyncio.open_connection(host, port)
-        else:
-            tally.add(status, retry_after, body, loop.time() - due)
-        idle.put_nowait((reader, writer))
+        conn = await idle.get()  # waiting for a free connection counts: the clock started at `due`
+        idle.put_nowait(await _counted(host, port, conn, request, tally, due))
 
     start = loop.time() + 0.05
     sends, lags_ms = [], []
