@@ -63,7 +63,7 @@ def test_accidental_hits_are_masked(seq_model: SeqTwoTowerModel) -> None:
 
 def test_pipeline_ratio_is_measured(seq_model: SeqTwoTowerModel) -> None:
     speed = seq_model.pipeline_ratio(steps=3, rounds=2)
-    assert speed["pipeline"] > 0 and speed["cached"] > 0 and speed["ratio"] > 0 and speed["ratio_spread"] >= 0
+    assert speed["pipeline"] > 0 and speed["cached"] > 0 and speed["ratio"] > 0
 
 
 def _one_user(days: int = 5) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
