@@ -98,6 +98,7 @@ FAMILIES: dict[str, Family] = {
             "two_stage",
             "recsys.models.two_stage:TwoStageModel",
             defaults=("seed",),
+            grid={"candidates": [25, 50, 100]},  # N, each retriever's share of the union: the ranker's ceiling
             candidate=False,
             artifacts=_ranker_weights,
         ),

@@ -38,7 +38,7 @@ def test_the_settings_candidates_the_flows_and_the_worker_follow_the_table() -> 
     # what the Prefect UI's run forms offer: the flows' parameter schemas
     assert tuple(train_model.parameters.properties["family"]["enum"]) == NAMES
     assert tuple(tune_model.parameters.properties["family"]["enum"]) == TUNABLE
-    assert set(TUNABLE) == {"ease", "ials", "item_knn", "seq_two_tower"}
+    assert set(TUNABLE) == {"ease", "ials", "item_knn", "seq_two_tower", "two_stage"}
     assert DISTRIBUTED == ("seq_two_tower",)
 
 
