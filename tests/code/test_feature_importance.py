@@ -34,7 +34,8 @@ def test_a_planted_feature_is_the_one_whose_shuffle_hurts() -> None:
     importance = permutation_importance(lambda f: f[..., planted], features, labels, "planted lists", repeats=2)
     assert importance.lists == 200 and importance.ndcg > 0.9
     assert importance.groups[0].group == "category_affinity" and importance.groups[0].drop > 0.3
-    assert all(g.drop == 0.0 for g in importance.groups[1:])
+    assert all(g.drop == 0.0 and g.spread == 0.0 for g in importance.groups[1:])  # what the scorer ignores moves nothing
+    assert 0.0 < importance.groups[0].spread < importance.groups[0].drop
     assert {g.group for g in importance.groups} == set(GROUPS)
     table = importance.markdown()
     assert "planted lists" in table and table.count("\n| ") == len(GROUPS) + 1  # header row and one row per group

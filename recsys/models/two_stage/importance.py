@@ -35,12 +35,17 @@ GROUPS: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class GroupDrop:
-    """One group: its features, the NDCG@k with it shuffled (mean over repeats) and the drop from the intact lists."""
+    """One group: its features, the NDCG@k with it shuffled (mean over repeats), the drop from the intact lists.
+
+    `spread` is the standard deviation of the shuffled NDCG@k over the repeats: a drop within
+    it is noise, not a feature the ranker leans on.
+    """
 
     group: str
     features: tuple[str, ...]
     ndcg: float
     drop: float
+    spread: float
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class Importance:
 
     def markdown(self) -> str:
         """The table a person reads in the MLflow UI."""
-        rows = [f"| {g.group} | {g.drop:+.4f} | {g.ndcg:.4f} | {', '.join(g.features)} |" for g in self.groups]
+        rows = [f"| {g.group} | {g.drop:+.4f} | {g.spread:.4f} | {g.ndcg:.4f} | {', '.join(g.features)} |" for g in self.groups]
         return "\n".join(
             [
                 f"# Ranker feature importance (permutation, NDCG@{self.k})",
@@ -71,8 +76,8 @@ class Importance:
                 f"Measured on {self.measured_on}: {self.lists} lists, NDCG@{self.k} {self.ndcg:.4f} intact, "
                 f"each group shuffled among all real candidates {self.repeats} times.",
                 "",
-                f"| group | NDCG@{self.k} drop | NDCG@{self.k} shuffled | features |",
-                "|---|---:|---:|---|",
+                f"| group | NDCG@{self.k} drop | spread over repeats | NDCG@{self.k} shuffled | features |",
+                "|---|---:|---:|---:|---|",
                 *rows,
                 "",
             ]
@@ -121,5 +126,5 @@ def permutation_importance(
             shuffled[np.ix_(real, columns)] = flat[np.ix_(rng.permutation(real), columns)]
             shuffled_ndcg.append(list_ndcg(score(shuffled.reshape(features.shape)), labels, k))
         mean = float(np.mean(shuffled_ndcg))
-        drops.append(GroupDrop(group, tuple(members), mean, ndcg - mean))
+        drops.append(GroupDrop(group, tuple(members), mean, ndcg - mean, float(np.std(shuffled_ndcg))))
     return Importance(measured_on, len(labels), k, repeats, ndcg, tuple(sorted(drops, key=lambda d: -d.drop)))
