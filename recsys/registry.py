@@ -7,6 +7,7 @@ Challengers (shadow, canary) are deployed and withdrawn by recsys.challengers on
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from recsys import platform
 from recsys.models.base import EmbeddingModel
+from recsys.models.report import RUNS_SUFFIX
 from recsys.settings import Settings
 
 if TYPE_CHECKING:
@@ -180,6 +182,7 @@ def export_to_bentoml(
         "gx_result_id": mv.tags.get("gx_result_id", ""),
         "promoted_at": datetime.now(UTC).isoformat(),
     }
+    metadata.update(part_runs(mv.tags))
     if report is not None:
         metadata.update(index_kind=report.kind, index_recall_at_100=report.recall, index_ef_search=report.ef_search)
     metadata.update(_example_ids(model))
@@ -198,6 +201,11 @@ def export_to_bentoml(
 
                 index.write(ann, Path(stored.path))
     return str(stored.tag)
+
+
+def part_runs(tags: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The runs of a version's parts, by role (`retriever_runs`: {retriever: run id}), from its tags (recsys.reporting)."""
+    return {key: json.loads(value) for key, value in tags.items() if key.endswith(RUNS_SUFFIX)}
 
 
 def model_store(settings: Settings) -> ModelStore:

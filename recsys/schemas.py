@@ -119,6 +119,7 @@ class ModelInfo(BaseModel):
     bento_tag: str = ""
     index_kind: str = ""
     index_recall_at_100: float | None = None
+    retriever_runs: dict[str, str] = Field(default_factory=dict)  # a two-stage model's retrievers: {name: run id}
 
     @classmethod
     def of(cls, info: dict[str, Any]) -> ModelInfo:

@@ -3,7 +3,9 @@
 One run holds the params, what the fit cost (`train_cpu_s`, `train_wall_s`, peak memory, a money
 estimate; recsys.cost), per-epoch loss and validation metrics of the epoch-choosing fit, the training data as an
 MLflow dataset input (with its digest), the GX result, a training-curve plot, the test
-metrics of the shared protocol with bootstrap intervals, a metric@K plot, and the model.
+metrics of the shared protocol with bootstrap intervals, a metric@K plot, the model, and what
+its family reports beyond that (recsys.reporting: a two-stage model's retrievers as nested runs,
+its ranker's feature importance).
 Every family is one run with the `model_family` tag, so runs compare side by side.
 """
 
@@ -24,7 +26,7 @@ import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 
-from recsys import registry
+from recsys import registry, reporting
 from recsys.cost import Cost, Meter
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
@@ -114,6 +116,9 @@ def train(
         mlflow.log_params({k: exported.meta[k] for k in ("strategy", "replicas") if k in exported.meta})  # where it trained
         metrics = evaluate(exported, split.test, bootstrap=BOOTSTRAP, **sample)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        part_runs = {}  # the runs of the model's parts, by role (a two-stage model's retrievers)
+        if kind.report is not None:
+            part_runs = reporting.log_report(kind.report(model, split.test), lambda part: evaluate(part, split.test, **sample), metrics)
         _log_figure(_plot_at_k(metric_curve(exported, split.test, **sample)), "metric_at_k.png")
         with tempfile.TemporaryDirectory() as tmp:
             if history:
@@ -122,7 +127,7 @@ def train(
             model_uri = registry.log_model(exported, extra)
         version = None
         if register:
-            tags = {"model_family": family, "data_digest": train_data.digest, "test_ndcg_at_10": f"{metrics['ndcg_at_10']:.5f}"}
+            tags = {"model_family": family, "data_digest": train_data.digest, "test_ndcg_at_10": f"{metrics['ndcg_at_10']:.5f}", **part_runs}
             if validation is not None:
                 tags["gx_result_id"] = str(validation.get("result_id", ""))
             version = registry.register(model_uri, settings, run.info.run_id, tags)

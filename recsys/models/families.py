@@ -9,15 +9,23 @@ build, so asking for the names (the CLI does) imports neither Keras nor the mode
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys.settings import Settings
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.models.report import Report
+
 #: Extra files a family logs beside its exported model: {artifact name: path written under a folder}.
 Artifacts = Callable[[Any, Path], dict[str, Path]]
+#: What a family tells about a fitted model beyond the shared metrics, given the test interactions.
+Reporter = Callable[[Any, "pd.DataFrame"], "Report"]
 
 
 def _keras_model(model: Any, folder: Path) -> dict[str, Path]:
@@ -41,6 +49,20 @@ def _ranker_weights(model: Any, folder: Path) -> dict[str, Path]:
     return {"ranker_weights": path}
 
 
+def _two_stage_report(model: Any, test: pd.DataFrame) -> Report:
+    """The retrievers of the served fit, each a part, and the ranker's feature importance on the test period.
+
+    The test period is held out from every fit, so the importance says what the ranker leans
+    on where it is scored, not what it memorised in its own training lists.
+    """
+    from recsys.models.report import Part, Report
+
+    importance = model.feature_importance(test, "the test period (held out): sampled test users' served candidates, labelled by what they took in it")
+    files = {"ranker/feature_importance.json": json.dumps(importance.as_dict(), indent=2), "ranker/feature_importance.md": importance.markdown()}
+    parts = tuple(Part(name, "retriever", r.family, r.params, r.model) for name, r in model.retrievers.items())
+    return Report(parts, files, importance.metrics())
+
+
 @dataclass(frozen=True)
 class Family:
     """One model family.
@@ -57,6 +79,7 @@ class Family:
     candidate: bool = True  # may be registered, blessed and promoted; popularity is the baseline
     distributed: bool = False  # trains under tf.distribute across the workers of a cluster
     artifacts: Artifacts | None = None
+    report: Reporter | None = None
 
     def build(self, settings: Settings, params: dict | None = None, on_epoch_end: Callable | None = None) -> tuple[Any, dict]:
         """The model and the hyper-parameters it is logged with (settings < params)."""
@@ -101,6 +124,7 @@ FAMILIES: dict[str, Family] = {
             grid={"candidates": [25, 50, 100]},  # N, each retriever's share of the union: the ranker's ceiling
             candidate=False,
             artifacts=_ranker_weights,
+            report=_two_stage_report,
         ),
     )
 }

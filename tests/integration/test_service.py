@@ -108,6 +108,7 @@ def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
     assert info["version"] == "1" and info["run_id"] == mv.run_id and info["gx_result_id"] == "gx-7"
     assert info["data_digest"] and info["promoted_at"] and info["index_kind"] == "hnsw"
     assert info["index_recall_at_100"] >= 0.99 and info["bento_tag"].startswith("recsys:")
+    assert info["retriever_runs"] == {}  # a two-tower model has no retrievers (a two-stage one: tests/integration/test_two_stage_lineage.py)
     for path in ("/livez", "/readyz", "/"):
         assert httpx.get(f"{served.url}{path}").status_code == 200
     answer = httpx.post(f"{served.url}/recommend", json={"user_id": "u1", "k": 1})

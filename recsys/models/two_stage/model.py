@@ -23,6 +23,7 @@ from recsys.models.base import EmbeddingModel, FittedModel
 from recsys.models.two_stage import ranker
 from recsys.models.two_stage.candidates import Candidates, candidates
 from recsys.models.two_stage.features import features
+from recsys.models.two_stage.importance import Importance, permutation_importance
 from recsys.models.two_stage.snapshot import Snapshot, label_split
 from recsys.schemas import ITEM_COL, USER_COL
 
@@ -31,7 +32,7 @@ DEFAULT_RETRIEVERS = {"ease": {"l2": 300.0}, "item_knn": {"neighbours": 100, "sh
 
 @dataclass(frozen=True)
 class Examples:
-    """The ranker's training lists: users, their candidates, features and labels (1, 0, pad -1)."""
+    """Labelled candidate lists (the ranker's training lists, or held-out ones): users, candidates, features, labels (1, 0, pad -1)."""
 
     snapshot: Snapshot
     users: np.ndarray
@@ -41,15 +42,19 @@ class Examples:
 
 
 def ranker_examples(train: pd.DataFrame, items: pd.DataFrame, params: dict) -> Examples:
-    """Candidates and features from the history before each user's label period, labels from it.
-
-    Only the users who took at least one of their candidates in the label period are kept: a
-    list without a positive teaches a pairwise loss nothing.
-    """
+    """Candidates and features from the history before each user's label period, labels from it."""
     history, labels = label_split(train, float(params["label_frac"]))
-    snap = build_snapshot(history, items, params)
+    return labelled_lists(build_snapshot(history, items, params), labels, int(params["candidates"]))
+
+
+def labelled_lists(snap: Snapshot, labels: pd.DataFrame, n: int) -> Examples:
+    """Each known user's candidates from `snap`, labelled 1 where they took it in `labels`.
+
+    Only the users who took at least one of their candidates are kept: a list without a
+    positive teaches a pairwise loss nothing, and scores 0 however it is ordered.
+    """
     users = np.array(sorted(snap.base.user_index[u] for u in labels[USER_COL].unique() if u in snap.base.user_index), dtype=np.int64)
-    cands = candidates(snap, users, int(params["candidates"]))
+    cands = candidates(snap, users, n)
     taken = labels.assign(u=labels[USER_COL].map(snap.base.user_index), i=labels[ITEM_COL].map(snap.base.item_index)).dropna(subset=["u", "i"])
     positives = set(zip(taken["u"].astype(int), taken["i"].astype(int)))
     y = np.array([[float((u, i) in positives) for i in row] for u, row in zip(users.tolist(), cands.items.tolist())], dtype=np.float32)
@@ -59,11 +64,29 @@ def ranker_examples(train: pd.DataFrame, items: pd.DataFrame, params: dict) -> E
     return Examples(snap, users[keep], kept, features(snap, users[keep], kept), y[keep])
 
 
-def build_snapshot(history: pd.DataFrame, items: pd.DataFrame, params: dict) -> Snapshot:
-    """The snapshot with this model's retriever settings (each retriever's defaults, then params)."""
+def retriever_params(params: dict) -> dict[str, dict]:
+    """Each learned retriever's settings: its defaults, then params; iALS takes the model's seed."""
     retrievers = {name: {**DEFAULT_RETRIEVERS.get(name, {}), **params["retrievers"].get(name, {})} for name in DEFAULT_RETRIEVERS}
     retrievers["ials"] = {**retrievers["ials"], "seed": int(params["seed"])}
-    return Snapshot.build(history, items, retrievers, float(params["trend_days"]), int(params["recent"]))
+    return retrievers
+
+
+def build_snapshot(history: pd.DataFrame, items: pd.DataFrame, params: dict) -> Snapshot:
+    """The snapshot with this model's retriever settings (`retriever_params`)."""
+    return Snapshot.build(history, items, retriever_params(params), float(params["trend_days"]), int(params["recent"]))
+
+
+@dataclass(frozen=True)
+class Retriever:
+    """One retriever of the served fit: the family it is an instance of, its settings and its export.
+
+    The export lets a retriever be scored alone, by the protocol the whole model is scored
+    by, which is what shows what the ranker adds over each.
+    """
+
+    family: str
+    params: dict
+    model: EmbeddingModel
 
 
 class TwoStageModel(FittedModel):
@@ -99,6 +122,7 @@ class TwoStageModel(FittedModel):
             "seed": seed,
         }
         self.keras_model = None
+        self.snapshot: Snapshot | None = None  # the retrievers and statistics it serves from (fit on all of train)
         self.served: Candidates | None = None  # the serving candidates, for candidate recall
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> TwoStageModel:
@@ -109,12 +133,40 @@ class TwoStageModel(FittedModel):
         """
         examples = ranker_examples(train, items, self.params)
         self.keras_model = ranker.train(examples.features, examples.labels, self.params)
-        snap = build_snapshot(train, items, self.params)
+        self.snapshot = snap = build_snapshot(train, items, self.params)
         users = np.arange(len(snap.base.user_ids))
         self.served = candidates(snap, users, int(self.params["candidates"]))
         scores = ranker.score(self.keras_model, features(snap, users, self.served))
         self._model = score_table(snap.base, self.served, scores, {"family": self.family, **self.params})
         return self
+
+    @property
+    def retrievers(self) -> dict[str, Retriever]:
+        """The retrievers the fitted model serves from, by name: what each is, with which settings.
+
+        The trend is a popularity model over the last `trend_days`; the others are their families.
+        """
+        if self.snapshot is None:
+            raise RuntimeError("fit the model before asking for its retrievers")
+        params = {**retriever_params(self.params), "popularity": {}, "trend": {"trend_days": self.params["trend_days"]}}
+        return {name: Retriever("popularity" if name == "trend" else name, params[name], model) for name, model in self.snapshot.exports().items()}
+
+    def feature_importance(self, labels: pd.DataFrame, measured_on: str, max_lists: int = 1000, repeats: int = 3) -> Importance:
+        """Permutation importance of the ranker's feature groups on the served candidates of `labels`' users.
+
+        Lists are the candidates the fitted model serves each user (at most `max_lists` users,
+        a fixed sample), labelled by the items they took in `labels`: given the test period,
+        a held-out measure. Costs `repeats` forward passes per feature group.
+        """
+        if self.snapshot is None:
+            raise RuntimeError("fit the model before measuring its feature importance")
+        rng = np.random.default_rng(int(self.params["seed"]))
+        users = np.sort(labels[USER_COL].unique())
+        chosen = labels[labels[USER_COL].isin(rng.choice(users, min(max_lists, len(users)), replace=False))]
+        lists = labelled_lists(self.snapshot, chosen, int(self.params["candidates"]))
+        return permutation_importance(
+            lambda f: ranker.score(self.keras_model, f), lists.features, lists.labels, measured_on, repeats=repeats, seed=int(self.params["seed"])
+        )
 
     def candidate_recall(self, test: pd.DataFrame) -> float:
         """Mean, over the test users the model knows, of the share of their test items among their candidates.

@@ -10,6 +10,7 @@ from all of train is how the fitted model serves (the same rule with the product
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,15 @@ class Snapshot:
     def base(self) -> EmbeddingModel:
         """The popularity export: vocabularies, counts and seen items every stage shares."""
         return self.models["popularity"]
+
+    def exports(self) -> dict[str, EmbeddingModel]:
+        """Every retriever as an EmbeddingModel, in RETRIEVERS order, so each can be scored alone.
+
+        The trend is the popularity export with the window's counts as item vectors: the
+        best sellers of the last `trend_days`, for everyone.
+        """
+        trend = dataclasses.replace(self.base, item_vectors=(self.trend / max(self.trend.max(), 1.0))[:, None], meta={"family": "popularity"})
+        return {name: trend if name == "trend" else self.models[name] for name in RETRIEVERS}
 
     @classmethod
     def build(cls, history: pd.DataFrame, items: pd.DataFrame, retrievers: dict[str, dict], trend_days: float, recent: int) -> Snapshot:
