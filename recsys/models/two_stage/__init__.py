@@ -2,7 +2,8 @@
 
 `snapshot` holds everything known before a cut-off (the one place interactions enter),
 `candidates` unions the retrievers' top N, `features` describes each (user, candidate) pair,
-`ranker` is the Keras model that orders them, and `model` wires the stages into a Recommender.
+`ranker` is the Keras model that orders them, `model` wires the stages into a Recommender, and
+`served` runs both stages per request in the service (numpy only).
 """
 
 from recsys.models.two_stage.model import TwoStageModel

@@ -100,6 +100,7 @@ class TwoStageModel(FittedModel):
         }
         self.keras_model = None
         self.served: Candidates | None = None  # the serving candidates, for candidate recall
+        self.snapshot: Snapshot | None = None  # what the service ranks from (recsys.models.two_stage.served)
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> TwoStageModel:
         """Train the ranker on the label period of `train`, then rank from retrievers refit on all of it.
@@ -109,10 +110,10 @@ class TwoStageModel(FittedModel):
         """
         examples = ranker_examples(train, items, self.params)
         self.keras_model = ranker.train(examples.features, examples.labels, self.params)
-        snap = build_snapshot(train, items, self.params)
+        self.snapshot = snap = build_snapshot(train, items, self.params)
         users = np.arange(len(snap.base.user_ids))
         self.served = candidates(snap, users, int(self.params["candidates"]))
-        scores = ranker.score(self.keras_model, features(snap, users, self.served))
+        scores = ranker.score(ranker.weights(self.keras_model), features(snap, users, self.served))
         self._model = score_table(snap.base, self.served, scores, {"family": self.family, **self.params})
         return self
 
