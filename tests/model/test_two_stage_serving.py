@@ -15,6 +15,7 @@ from recsys.models import families
 from recsys.models.two_stage import TwoStageModel, ranker
 from recsys.models.two_stage.served import ARTIFACT, StageTwo
 from recsys.privacy import _mentions, _scrub_model_folder
+from recsys.serving.arms import Deployment, score_shadow, serve
 from recsys.serving.logic import Query, ServingModel
 
 SMALL = {"ease": {"l2": 100.0}, "item_knn": {"neighbours": 30}, "ials": {"factors": 8, "iterations": 5}}
@@ -81,6 +82,16 @@ def test_a_batch_answers_as_its_queries_one_at_a_time(served: ServingModel) -> N
     batch = served.recommend(queries)
     assert batch == [served.recommend([q])[0] for q in queries]
     assert [r.fallback for r in batch[-2:]] == [True, True] and not any(r.fallback for r in batch[:-2])
+
+
+def test_it_answers_as_a_canary_and_scores_as_a_shadow(served: ServingModel) -> None:
+    users = served.model.user_ids[:20].tolist()
+    queries = [Query(u, 5) for u in users]
+    deployment = Deployment(served, canary=served, shadow=served)
+    answers = serve(deployment, queries, users, canary_share=0.5)  # the ids stand in for pseudonyms
+    assert {a.arm for a in answers} == {"champion", "canary"} and not any(a.canary_error for a in answers)
+    shadows = score_shadow(deployment, queries, [f"request-{i}" for i in range(20)], share=1.0)
+    assert [s.items for s in shadows] == [[i for i, _ in a.recommendation.items] for a in answers]
 
 
 def test_explanations_name_a_seen_item_and_similar_items_use_real_vectors(served: ServingModel) -> None:

@@ -35,9 +35,9 @@ def retriever_scores(snapshot: Snapshot, users: np.ndarray) -> np.ndarray:
 
     Each user is scored alone, and EASE and item-kNN from their seen items: their export's user
     vector is the binary history row over the trained items (recsys.models.item_item), so the
-    dot product is the sum of the item-item rows of the seen items. That costs what the history
-    is long, not the catalogue, which is what lets the service run stage one per request; and a
-    user gets the same floats alone (serving) as in a batch (the export).
+    dot product is the sum of the item-item rows of the seen items. Its cost grows with the
+    history, not the catalogue, which is what lets the service run stage one per request; and
+    a user gets the same floats alone (serving) as in a batch (the export).
     """
     models, pop = snapshot.models, snapshot.base.popularity
     out = np.empty((len(RETRIEVERS), len(users), snapshot.base.n_items), dtype=np.float32)
