@@ -22,6 +22,9 @@ apart, not as errors); `mlflow models serve` under the same overload beside it.
 Last, the request log is reconciled: every request id the clients were answered with must be
 in it, and it must hold as many lines as the two services say they answered (their
 `recsys_recommended_users_total`), so a request in flight when a run stops hides nothing.
+Before the summary, one line measured in-process, no HTTP: the p50/p99 of the `/recommend` logic
+(`ServingModel.recommend`, one known user, k=10) for a two-stage model trained on Online Retail,
+both stages run per request (`--two-stage-only` measures just that).
 The last line is the summary:
 `serving: bentoml/bento-min=<x> bentoml/mlflow=<x> shadow-on/off=<x> batch/single-users=<x>
 p99-half-load-ms=<x> p99-overload-ms=<x> errors=<n> lost-log-lines=<n>`; targets: ≥ 0.9, ≥ 2,
@@ -169,6 +172,44 @@ def deploy_shadow(settings: Settings) -> None:
     print(f"shadow: version {version} deployed as {deployed.bento_tag} (share {settings.shadow_share})")
 
 
+def two_stage_latency(settings: Settings, users: int = 1000) -> str:
+    """In-process p50/p99 of one known user's /recommend logic at k=10, for a two-stage model on Online Retail.
+
+    The model is fit with the family's defaults and its serving folder saved and read back, as the
+    service reads it; users are drawn uniformly, so history lengths vary as in the data.
+    """
+    from recsys.data.ingest import load_dataset
+    from recsys.data.split import temporal_user_split
+    from recsys.models.families import by_name
+    from recsys.models.two_stage.served import StageTwo
+    from recsys.serving import index
+    from recsys.serving.logic import Query, ServingModel
+
+    data = load_dataset("online-retail")
+    model, _ = by_name("two_stage").build(settings)
+    start = time.perf_counter()
+    model.fit(temporal_user_split(data.interactions).train_val, data.items)
+    fit_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = StageTwo.load(StageTwo.of(model).save(Path(tmp) / "two_stage"))
+    served = ServingModel(stage.model, index.exact_index(stage.model.item_vectors), {"version": "bench"}, stage)
+    rows = np.random.default_rng(0).choice(len(stage.model.user_ids), users, replace=False)
+    queries = [Query(str(stage.model.user_ids[r]), 10) for r in rows]
+    for q in queries[:50]:  # first touches of the arrays
+        served.recommend([q])
+    ms = []
+    for q in queries:
+        start = time.perf_counter()
+        served.recommend([q])
+        ms.append((time.perf_counter() - start) * 1e3)
+    history = np.diff(stage.model.seen_indptr)[rows]
+    return (
+        f"two_stage in-process /recommend k=10 (one known user, both stages per request; Online Retail, fit {fit_s:.0f} s): "
+        f"p50 {np.percentile(ms, 50):.2f} ms, p99 {np.percentile(ms, 99):.2f} ms over {users} users "
+        f"(history median {np.median(history):.0f}, max {history.max()} items; {stage.n} candidates per retriever, {stage.model.n_items} items)"
+    )
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -179,6 +220,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; each figure is their median")
     parser.add_argument("--load-seconds", type=int, default=20, help="of the half-load and the overload runs")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: settings)")
+    parser.add_argument("--two-stage-only", action="store_true", help="measure only the two-stage model's in-process latency")
     parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow, the floor, BentoML's minimum, the shadow-on service take the next four")
     args = parser.parse_args()
 
@@ -186,6 +228,9 @@ def main() -> None:
     os.environ.update(RECSYS_HOME=str(home), BENTOML_HOME=str(home / "bentoml"), RECSYS_SERVE_PORT=str(args.port), BENTOML_DO_NOT_TRACK="True")
     get_settings.cache_clear()
     settings = get_settings()
+    if args.two_stage_only:
+        print(two_stage_latency(settings))
+        return
     champion(settings, args.epochs)
     from recsys import registry
 
@@ -303,6 +348,7 @@ def main() -> None:
         f"overload p99 bentoml {overload.p(99):.1f} ms ({overload.refused} refused, {overload.refused_without_retry_after} without Retry-After) "
         f"vs mlflow {mlflow_overload.p(99):.1f} ms ({mlflow_overload.refused} refused)"
     )
+    print(two_stage_latency(settings), flush=True)
     ours = ("bentoml", "shadow-on", "batch64")
     errors = sum(res[n].errors for n in ours) + steady.failed + overload.failed + steady.refused  # refusals only count at overload
     print(

@@ -108,15 +108,17 @@ def deploy(
 ) -> Deployed:
     """Put a registered version in `role`: export it under the role's store name, then move the alias.
 
-    The ANN index is built and checked unless given (`report`), as for a champion: a challenger
+    The ANN index is built (on the vectors the service searches: `registry.load_searched`) and checked
+    unless given (`report`), as for a champion: a challenger
     whose index misses exact search would be judged on worse lists than it was blessed on, so it
     is refused. Any earlier entry under that name is removed once the new one is stored.
     `continues` (an erasure's copy of a deployed version, its tags copied) keeps the experiment's
     start and arm salt; otherwise this deployment starts a new experiment now.
     """
-    model = model if model is not None else registry.load_version(settings, version)
+    searched = registry.load_searched(settings, version) if report is None or model is None else model
     if report is None:
-        ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+        ann, report = index.build_checked(searched.item_vectors, searched.user_vectors)
+    model = model if model is not None else searched
     if not report.passed:
         raise ValueError(f"version {version}: ANN recall@100 {report.recall:.3f} < {index.MIN_RECALL}; not deployed as {role}")
     client = MlflowClient()
@@ -168,7 +170,7 @@ def promote_canary(settings: Settings, reason: str) -> Promoted:
     canary = challenger(settings, "canary")
     if canary is None:
         raise ValueError(f"no version holds the {settings.canary_alias!r} alias: nothing to promote")
-    model = registry.load_version(settings, canary.version)
+    model = registry.load_searched(settings, canary.version)
     ann, report = index.build_checked(model.item_vectors, model.user_vectors)
     if not report.passed:
         raise ValueError(f"version {canary.version}: ANN recall@100 {report.recall:.3f} < {index.MIN_RECALL}; not promoted")

@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ from mlflow import MlflowClient
 from recsys import challengers, keys, registry, tombstones
 from recsys.data import store
 from recsys.models.base import EmbeddingModel
+from recsys.models.two_stage import served
 from recsys.serving import index
 from recsys.serving.logic import drop_lines, pseudonymise
 from recsys.settings import Settings
@@ -164,17 +166,22 @@ class _Scrubbed:
 
 def _version_without(settings: Settings, version: str, user_id: str, subject: str) -> _Scrubbed | None:
     """Register `version` less `user_id` as a new version, its tags copied and its lineage added; None if it has no vector for them."""
-    model = registry.load_version(settings, version)
+    export = registry.download_export(settings, version)
+    model = EmbeddingModel.load(export)
     if user_id not in model.user_index:
         return None
     scrubbed = model.without_users({user_id})
+    stage_two = served.beside(export)  # a two-stage model serves from it: it goes along, less them
+    stage_two = stage_two.without_users({user_id}) if stage_two is not None else None
     lineage = {"erasure": subject, "derived_from_version": version}
-    with mlflow.start_run(run_name=f"erasure-{subject[:12]}") as run:
+    with mlflow.start_run(run_name=f"erasure-{subject[:12]}") as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.set_tags({"model_family": "erasure", **lineage})
-        uri = registry.log_model(scrubbed)
+        extra = {served.ARTIFACT: stage_two.save(Path(tmp) / served.ARTIFACT)} if stage_two is not None else {}
+        uri = registry.log_model(scrubbed, extra)
     tags = MlflowClient().get_model_version(settings.registered_model, version).tags
     new = registry.register(uri, settings, run.info.run_id, {**{k: v for k, v in tags.items() if k != "run_id"}, **lineage})
-    ann, report = index.build_checked(scrubbed.item_vectors, scrubbed.user_vectors)  # items unchanged: it passes as before
+    searched = stage_two.model if stage_two is not None else scrubbed
+    ann, report = index.build_checked(searched.item_vectors, searched.user_vectors)  # items unchanged: it passes as before
     if not report.passed:
         ann, report = None, None  # served by exact search rather than not at all
     return _Scrubbed(new, scrubbed, ann, report)
@@ -189,7 +196,8 @@ def _model_folders(settings: Settings) -> list[Path]:
 def _scrub_model_folder(folder: Path, user_id: str) -> int:
     """Rewrite one stored model without `user_id`; return the files rewritten or deleted.
 
-    The arrays lose the user's vector and seen items; the input examples name another user;
+    The arrays lose the user's vector and seen items, and a two-stage model's serving folder
+    (recsys.models.two_stage.served) every per-user row; the input examples name another user;
     a pickle of the pyfunc that kept the loaded model (recsys.registry before this fix) is
     replaced by a bare one; Keras files beside the arrays hold the user's row under an index
     only the old vocabulary explains and nothing serves from them, so they are deleted.
@@ -206,7 +214,12 @@ def _scrub_model_folder(folder: Path, user_id: str) -> int:
         shutil.rmtree(building)
         changed += 1
         for extra in sorted((folder / "artifacts").iterdir()):
-            if extra.name != registry.EXPORT_ARTIFACT:
+            if extra.name == served.ARTIFACT:  # a two-stage model serves from it: rewritten, not deleted
+                building = served.StageTwo.load(extra).without_users({user_id}).save(extra.with_name(".erasing"))
+                shutil.rmtree(extra)
+                os.replace(building, extra)
+                changed += 1
+            elif extra.name != registry.EXPORT_ARTIFACT:
                 shutil.rmtree(extra) if extra.is_dir() else extra.unlink()
                 changed += 1
         model = scrubbed

@@ -76,7 +76,8 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
         baseline = score(PopularityModel().fit(split.train_val, items).export())
     rule = CostRule(settings.blessing_max_cost_factor, settings.blessing_min_gain) if settings.cost_aware_blessing else None
     blessing = bless(candidate, champion_metrics, baseline, cost_rule=rule)
-    ann, report = index.build_checked(model.item_vectors, model.user_vectors) if blessing.blessed else (None, None)
+    searched = registry.load_searched(settings, version) if blessing.blessed else None  # the vectors the service searches
+    ann, report = index.build_checked(searched.item_vectors, searched.user_vectors) if searched is not None else (None, None)
     chart = blessing_chart.chart_of(blessing, families)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_dict(blessing.to_dict(), "blessing.json")

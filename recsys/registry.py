@@ -1,7 +1,8 @@
 """MLflow logging, registration and aliases; export of the champion (and challengers) to the BentoML store.
 
 A registered model version is an MLflow pyfunc whose artifact `export/` holds the model's
-EmbeddingModel (npz + json). Promotion is an alias change (`champion`), never a retrain.
+EmbeddingModel (npz + json); a two-stage model's also holds `two_stage/`, what the service ranks it
+from (recsys.models.two_stage.served). Promotion is an alias change (`champion`), never a retrain.
 Challengers (shadow, canary) are deployed and withdrawn by recsys.challengers on top of these.
 """
 
@@ -23,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from recsys import platform
 from recsys.models.base import EmbeddingModel
 from recsys.models.report import RUNS_SUFFIX
+from recsys.models.two_stage import served
 from recsys.settings import Settings
 
 if TYPE_CHECKING:
@@ -129,9 +131,22 @@ def version_run_id(settings: Settings, version: str) -> str | None:
 
 def load_version(settings: Settings, version: str) -> EmbeddingModel:
     """Download a registered version's EmbeddingModel (arrays only: no pickle is loaded)."""
-    uri = f"models:/{settings.registered_model}/{version}"
-    local = Path(mlflow.artifacts.download_artifacts(uri))
-    return EmbeddingModel.load(local / "artifacts" / EXPORT_ARTIFACT)
+    return EmbeddingModel.load(download_export(settings, version))
+
+
+def load_searched(settings: Settings, version: str) -> EmbeddingModel:
+    """The vectors the service searches for a registered version, which its ANN index is built on.
+
+    The export's, except for a two-stage model, whose export is a score table over identity
+    item vectors: the service searches its iALS export (recsys.models.two_stage.served).
+    """
+    return served.searched_beside(download_export(settings, version))
+
+
+def download_export(settings: Settings, version: str) -> Path:
+    """Download a registered version; return its `export` folder (what a family logs beside it sits next to it)."""
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{settings.registered_model}/{version}"))
+    return local / "artifacts" / EXPORT_ARTIFACT
 
 
 def set_champion(settings: Settings, version: str) -> None:
@@ -181,6 +196,7 @@ def export_to_bentoml(
         "data_digest": mv.tags.get("data_digest", ""),
         "gx_result_id": mv.tags.get("gx_result_id", ""),
         "promoted_at": datetime.now(UTC).isoformat(),
+        "family": mv.tags.get("model_family", ""),
     }
     metadata.update(part_runs(mv.tags))
     if report is not None:

@@ -112,6 +112,7 @@ class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     version: str
+    family: str = ""  # the model family (recsys.models.families); empty for a model exported before it was recorded
     run_id: str = ""
     data_digest: str = ""
     gx_result_id: str = ""

@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The families a pipeline may promote (popularity is the baseline every candidate must beat).
-CandidateFamily = Literal["two_tower", "seq_two_tower", "ease", "ials", "item_knn"]
+CandidateFamily = Literal["two_tower", "seq_two_tower", "ease", "ials", "item_knn", "two_stage"]
 
 
 class Settings(BaseSettings):

@@ -42,11 +42,11 @@ def _keras_weights(model: Any, folder: Path) -> dict[str, Path]:
     return {"keras_weights": path}
 
 
-def _ranker_weights(model: Any, folder: Path) -> dict[str, Path]:
-    """The two-stage model's ranker weights (its Keras model is rebuilt from params)."""
-    path = folder / "ranker.weights.h5"
-    model.keras_model.save_weights(path)
-    return {"ranker_weights": path}
+def _stage_two(model: Any, folder: Path) -> dict[str, Path]:
+    """What the service ranks a two-stage model's users with per request: its snapshot and ranker as arrays."""
+    from recsys.models.two_stage import served
+
+    return {served.ARTIFACT: served.StageTwo.of(model).save(folder / served.ARTIFACT)}
 
 
 def _two_stage_report(model: Any, test: pd.DataFrame) -> Report:
@@ -117,13 +117,12 @@ FAMILIES: dict[str, Family] = {
             grid={"factors": [64, 128], "regularization": [0.01, 0.1, 1.0], "alpha": [1.0, 10.0], "iterations": [15]},
         ),
         Family("item_knn", "recsys.models.item_knn:ItemKNNModel", grid={"neighbours": [50, 200], "shrink": [0.0, 10.0]}),
-        Family(  # trained and benchmarked; not yet served: the service ranks by vectors (docs in the module)
+        Family(
             "two_stage",
             "recsys.models.two_stage:TwoStageModel",
             defaults=("seed",),
             grid={"candidates": [25, 50, 100]},  # N, each retriever's share of the union: the ranker's ceiling
-            candidate=False,
-            artifacts=_ranker_weights,
+            artifacts=_stage_two,
             report=_two_stage_report,
         ),
     )

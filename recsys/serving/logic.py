@@ -23,6 +23,7 @@ import numpy as np
 from pydantic_core import to_json
 
 from recsys.models.base import EmbeddingModel
+from recsys.models.two_stage import served as two_stage
 from recsys.schemas import FeedbackRecord, RequestRecord, SimilarItemsRecord
 from recsys.serving import index as ann
 
@@ -90,11 +91,16 @@ class ServingModel:
     The precomputed user-vector table with its id->row dict is the user-embedding cache: a
     known user costs one row lookup, no model call. Instances are never mutated after load,
     so a hot swap is one reference assignment and in-flight requests finish on the old one.
+
+    A two-stage model (`stage_two`) ranks its known users per request instead, both stages in
+    numpy (recsys.models.two_stage.served); `model` is then its iALS export, which similar
+    items, the index and the explanations use.
     """
 
     model: EmbeddingModel
     index: faiss.Index
     info: dict[str, Any] = field(default_factory=dict)  # BentoML metadata: version, run_id, ...
+    stage_two: two_stage.StageTwo | None = None
 
     @property
     def version(self) -> str:
@@ -102,15 +108,17 @@ class ServingModel:
 
     @classmethod
     def load(cls, folder: Path, arrays: Path, info: dict[str, Any]) -> ServingModel:
-        """Arrays from `arrays` (npz + json), the index from `folder` (exact if none shipped)."""
-        model = EmbeddingModel.load(arrays)
+        """Arrays from `arrays` (npz + json) or the stage-two folder beside them, the index from `folder` (exact if none shipped)."""
+        stage_two = two_stage.beside(arrays)
+        model = stage_two.model if stage_two is not None else EmbeddingModel.load(arrays)
         index = ann.read(folder)
         if index is None:
             index, info = ann.exact_index(model.item_vectors), {**info, "index_kind": "flat"}
-        return cls(model, index, info)
+        return cls(model, index, info, stage_two)
 
     def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
-        """Answers in order; known users in one index search per group of like depth (k + seen).
+        """Answers in order; known users in one index search per group of like depth (k + seen),
+        or, for a two-stage model, each ranked alone by its two stages.
 
         A search is as deep as the deepest query in it, and HNSW's cost grows with depth: one
         search for a whole batch made every user pay for the longest history in it (64 Online
@@ -123,7 +131,10 @@ class ServingModel:
         out: list[Recommendation | None] = [None] * len(queries)
         groups: dict[int, list[tuple[int, int]]] = {}  # depth to the next power of two -> (query, depth)
         for i, r in enumerate(rows):
-            if r is not None:
+            if r is not None and self.stage_two is not None:
+                q = queries[i]
+                out[i] = _answer(model, r, *self.stage_two.rank(r, q.k, q.exclude_seen), q.explain)
+            elif r is not None:
                 depth = queries[i].k + (len(model.seen(r)) if queries[i].exclude_seen else 0)
                 groups.setdefault(1 << (depth - 1).bit_length(), []).append((i, depth))
         for group in groups.values():

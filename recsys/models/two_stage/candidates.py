@@ -31,11 +31,22 @@ class Candidates:
 
 
 def retriever_scores(snapshot: Snapshot, users: np.ndarray) -> np.ndarray:
-    """(n_retrievers, len(users), n_items) scores of every retriever, in RETRIEVERS order."""
+    """(n_retrievers, len(users), n_items) scores of every retriever, in RETRIEVERS order.
+
+    Each user is scored alone, and EASE and item-kNN from their seen items: their export's user
+    vector is the binary history row over the trained items (recsys.models.item_item), so the
+    dot product is the sum of the item-item rows of the seen items. Its cost grows with the
+    history, not the catalogue, which is what lets the service run stage one per request; and
+    a user gets the same floats alone (serving) as in a batch (the export).
+    """
     models, pop = snapshot.models, snapshot.base.popularity
     out = np.empty((len(RETRIEVERS), len(users), snapshot.base.n_items), dtype=np.float32)
-    for r, name in enumerate(RETRIEVERS[:3]):
-        out[r] = models[name].user_vectors[users] @ models[name].item_vectors.T
+    ials = models["ials"]
+    for row, user in enumerate(users):
+        columns = snapshot.trained_column[snapshot.base.seen(int(user))]
+        for r, name in enumerate(RETRIEVERS[:2]):
+            out[r, row] = models[name].item_vectors.T[columns].sum(axis=0)
+        out[2, row] = ials.item_vectors @ ials.user_vectors[user]
     out[3] = pop / max(pop.max(), 1.0)
     out[4] = snapshot.trend / max(snapshot.trend.max(), 1.0)
     return out

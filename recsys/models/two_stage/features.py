@@ -63,9 +63,8 @@ def _recent_similarity(snapshot: Snapshot, users: np.ndarray, item: np.ndarray) 
     columns ordered like the trained items (those with a count), so column = rank among them.
     """
     knn = snapshot.models["item_knn"]
-    column = np.cumsum(snapshot.base.popularity > 0) - 1
     recent = snapshot.recent[users]  # (users, m)
-    cols = np.where(recent >= 0, column[np.maximum(recent, 0)], 0)
+    cols = np.where(recent >= 0, snapshot.trained_column[np.maximum(recent, 0)], 0)
     sim = knn.item_vectors[item[:, :, None], cols[:, None, :]]
     return np.where((recent >= 0)[:, None, :], sim, 0.0)
 

@@ -122,7 +122,7 @@ class TwoStageModel(FittedModel):
             "seed": seed,
         }
         self.keras_model = None
-        self.snapshot: Snapshot | None = None  # the retrievers and statistics it serves from (fit on all of train)
+        self.snapshot: Snapshot | None = None  # fit on all of train: what the service ranks from (two_stage.served)
         self.served: Candidates | None = None  # the serving candidates, for candidate recall
 
     def fit(self, train: pd.DataFrame, items: pd.DataFrame, val: pd.DataFrame | None = None) -> TwoStageModel:
@@ -136,7 +136,7 @@ class TwoStageModel(FittedModel):
         self.snapshot = snap = build_snapshot(train, items, self.params)
         users = np.arange(len(snap.base.user_ids))
         self.served = candidates(snap, users, int(self.params["candidates"]))
-        scores = ranker.score(self.keras_model, features(snap, users, self.served))
+        scores = ranker.score(ranker.weights(self.keras_model), features(snap, users, self.served))
         self._model = score_table(snap.base, self.served, scores, {"family": self.family, **self.params})
         return self
 

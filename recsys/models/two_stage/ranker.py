@@ -6,6 +6,10 @@ entries carry the label -1, which keras-rs masks out. Features are standardised 
 `Normalization` layer adapted on the real (unpadded) candidates, then crossed
 (`keras_rs.layers.FeatureCross`, x0 ⊙ (W x + b) + x) before a small MLP: crosses let the
 ranker learn "popular *and* in the user's category" that no single feature says.
+
+Keras trains it; scoring is numpy (`weights`, `score`) on the same arrays, offline for the export
+and per request in the service, so both order candidates by one definition and the service
+never imports Keras.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PAD_LABEL = -1.0
 MIN_VARIANCE = 1e-4  # features are log-scaled counts, shares and scores: below this they are constant
 MUTED = 1e12
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon(): the Normalization layer's floor on the spread
 
 
 def build(n_features: int, cross_layers: int, hidden: int, seed: int):
@@ -64,6 +69,33 @@ def standardise(layer, rows: np.ndarray) -> None:
     layer.finalize_state()
 
 
-def score(model, features: np.ndarray, batch: int = 256) -> np.ndarray:
-    """(lists, L) ranker scores, in batches of lists."""
-    return np.concatenate([np.asarray(model(features[s : s + batch], training=False)) for s in range(0, len(features), batch)])
+def weights(model) -> dict[str, np.ndarray]:
+    """The trained ranker as named float32 arrays: what `score` needs, saved without pickles."""
+    norm = model.get_layer("standardise")
+    out = {"mean": np.asarray(norm.mean).reshape(-1), "variance": np.asarray(norm.variance).reshape(-1)}
+    for cross in (layer for layer in model.layers if layer.name.startswith("cross_")):
+        out[f"{cross.name}_kernel"], out[f"{cross.name}_bias"] = np.asarray(cross.dense.kernel), np.asarray(cross.dense.bias)
+    for name in ("hidden", "score"):
+        layer = model.get_layer(name)
+        out[f"{name}_kernel"], out[f"{name}_bias"] = np.asarray(layer.kernel), np.asarray(layer.bias)
+    return {name: value.astype(np.float32) for name, value in out.items()}
+
+
+def forward(weights: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """(..., L) scores of (..., L, n_features) features: the Keras model's forward pass in numpy.
+
+    Normalization (x - mean) / max(sqrt(variance), 1e-7), Keras's epsilon; each FeatureCross
+    x0 * (W x + b) + x (keras-rs's default: no projection, no diagonal scale); Dense relu; Dense.
+    """
+    x0 = (features - weights["mean"]) / np.maximum(np.sqrt(weights["variance"]), KERAS_EPSILON)
+    x, layer = x0, 0
+    while f"cross_{layer}_kernel" in weights:
+        x = x0 * (x @ weights[f"cross_{layer}_kernel"] + weights[f"cross_{layer}_bias"]) + x
+        layer += 1
+    hidden = np.maximum(x @ weights["hidden_kernel"] + weights["hidden_bias"], 0.0)
+    return (hidden @ weights["score_kernel"] + weights["score_bias"])[..., 0]
+
+
+def score(weights: dict[str, np.ndarray], features: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(lists, L) ranker scores, in batches of lists (the intermediates of all users at once are large)."""
+    return np.concatenate([forward(weights, features[s : s + batch]) for s in range(0, len(features), batch)])

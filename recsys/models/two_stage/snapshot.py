@@ -10,22 +10,22 @@ from all of train is how the fitted model serves (the same rule with the product
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recsys.data.split import temporal_user_split
 from recsys.models.base import EmbeddingModel
-from recsys.models.ease import EASEModel
-from recsys.models.ials import IALSModel
-from recsys.models.item_knn import ItemKNNModel
-from recsys.models.popularity import PopularityModel
 from recsys.schemas import CATEGORY_COL, ITEM_COL, PRICE_COL, TS_COL, USER_COL
 
 #: The retrievers, in feature order: three learned from co-occurrence, two counts.
 RETRIEVERS = ("ease", "item_knn", "ials", "popularity", "trend")
+MODELS = ("ease", "item_knn", "ials", "popularity")  # the exports a snapshot holds
+ITEM_ARRAYS = ("trend", "days_since_seen", "item_category", "item_log_price")
+USER_ARRAYS = ("history_len", "days_since_active", "recent", "category_share", "user_log_price")  # one row per user
 NEVER_DAYS = 10_000.0  # days since an item was last seen, for an item nobody interacted with
 DAY = pd.Timedelta(days=1)
 
@@ -36,6 +36,8 @@ def label_split(train: pd.DataFrame, label_frac: float) -> tuple[pd.DataFrame, p
     The ranker learns in the conditions it is scored in: the protocol holds back each user's
     latest events as test, so the labels are each user's latest events of train.
     """
+    from recsys.data.split import temporal_user_split  # training's: the service loads snapshots without recsys.data
+
     cut = temporal_user_split(train, test_frac=label_frac)
     return cut.train_val, cut.test
 
@@ -44,7 +46,8 @@ def label_split(train: pd.DataFrame, label_frac: float) -> tuple[pd.DataFrame, p
 class Snapshot:
     """The retrievers fit on `history` and its per-item and per-user statistics at `now`.
 
-    Arrays are in the vocabulary order of the exported retrievers (`users`, `items`).
+    Arrays are in the vocabulary order of the exported retrievers (`users`, `items`). Saved
+    (npz + json, no pickles), it is what the service ranks from (recsys.models.two_stage.served).
     """
 
     now: pd.Timestamp  # one second after the last interaction of the history
@@ -64,21 +67,44 @@ class Snapshot:
         """The popularity export: vocabularies, counts and seen items every stage shares."""
         return self.models["popularity"]
 
-    def exports(self) -> dict[str, EmbeddingModel]:
-        """Every retriever as an EmbeddingModel, in RETRIEVERS order, so each can be scored alone.
+    @cached_property
+    def trained_column(self) -> np.ndarray:
+        """Per item: its column in the item-item retrievers, which span the trained items (those with a count) in order."""
+        return np.cumsum(self.base.popularity > 0) - 1
 
-        The trend is the popularity export with the window's counts as item vectors: the
-        best sellers of the last `trend_days`, for everyone.
+    def exports(self) -> dict[str, EmbeddingModel]:
+        """Every retriever as a whole EmbeddingModel, in RETRIEVERS order, so each can be scored alone.
+
+        The item-item exports get back the binary history rows stage one does without (it
+        scores users from their seen items), and the trend is the popularity export with the
+        window's counts as item vectors: the best sellers of the last `trend_days`, for everyone.
         """
-        trend = dataclasses.replace(self.base, item_vectors=(self.trend / max(self.trend.max(), 1.0))[:, None], meta={"family": "popularity"})
-        return {name: trend if name == "trend" else self.models[name] for name in RETRIEVERS}
+        trend = replace(self.base, item_vectors=(self.trend / max(self.trend.max(), 1.0))[:, None], meta={"family": "popularity"})
+        whole = {name: self._with_history(model) for name, model in self.models.items()}
+        return {name: trend if name == "trend" else whole[name] for name in RETRIEVERS}
+
+    def _with_history(self, model: EmbeddingModel) -> EmbeddingModel:
+        """An item-item export with its users' binary rows over the trained items restored (others as they are)."""
+        if model.user_vectors.shape[1] > 0:
+            return model
+        base = self.base
+        rows = np.zeros((len(base.user_ids), model.item_vectors.shape[1]), dtype=np.float32)
+        users = np.repeat(np.arange(len(base.user_ids)), np.diff(base.seen_indptr))
+        rows[users, self.trained_column[base.seen_indices]] = 1.0
+        return replace(model, user_vectors=rows)
 
     @classmethod
     def build(cls, history: pd.DataFrame, items: pd.DataFrame, retrievers: dict[str, dict], trend_days: float, recent: int) -> Snapshot:
         """Fit the retrievers on `history` and count what the features need, as of its end."""
+        # Imported here: the service loads snapshots, and the bento ships no scipy (what EASE and item-kNN fit with).
+        from recsys.models.ease import EASEModel
+        from recsys.models.ials import IALSModel
+        from recsys.models.item_knn import ItemKNNModel
+        from recsys.models.popularity import PopularityModel
+
         models = {
-            "ease": EASEModel(**retrievers.get("ease", {})).fit(history, items).export(),
-            "item_knn": ItemKNNModel(**retrievers.get("item_knn", {})).fit(history, items).export(),
+            "ease": _by_history(EASEModel(**retrievers.get("ease", {})).fit(history, items).export()),
+            "item_knn": _by_history(ItemKNNModel(**retrievers.get("item_knn", {})).fit(history, items).export()),
             "ials": IALSModel(**retrievers.get("ials", {})).fit(history, items).export(),
             "popularity": PopularityModel().fit(history, items).export(),
         }
@@ -106,6 +132,38 @@ class Snapshot:
             item_log_price=log_price,
             user_log_price=user_log_price,
         )
+
+    def save(self, folder: Path) -> Path:
+        """Each retriever's export in a folder of its own, the other arrays as .npz, `now` as JSON."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, model in self.models.items():
+            model.save(folder / name)
+        np.savez(folder / "snapshot.npz", **{name: getattr(self, name) for name in (*ITEM_ARRAYS, *USER_ARRAYS)})
+        (folder / "snapshot.json").write_text(json.dumps({"now": self.now.isoformat()}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> Snapshot:
+        with np.load(folder / "snapshot.npz", allow_pickle=False) as arrays:
+            fields = {name: arrays[name] for name in arrays.files}
+        now = pd.Timestamp(json.loads((folder / "snapshot.json").read_text())["now"])
+        return cls(now=now, models={name: EmbeddingModel.load(folder / name) for name in MODELS}, **fields)
+
+    def without_users(self, user_ids: set[str]) -> Snapshot:
+        """The same snapshot less every per-user row of `user_ids` (an erasure); item statistics stay until a retrain."""
+        keep = ~np.isin(self.base.user_ids.astype(str), np.array(sorted(user_ids), dtype=str))
+        models = {name: model.without_users(user_ids) for name, model in self.models.items()}
+        return replace(self, models=models, **{name: getattr(self, name)[keep] for name in USER_ARRAYS})
+
+
+def _by_history(model: EmbeddingModel) -> EmbeddingModel:
+    """An item-item export as stage one uses it: its dense history rows (users x trained items) dropped,
+    since users are scored from their seen items, and its matrix stored by trained item (Fortran
+    order), so the rows a user's seen items select (`item_vectors.T[columns]`) are contiguous."""
+    empty = np.zeros((len(model.user_ids), 0), dtype=np.float32)
+    return EmbeddingModel(
+        model.user_ids, model.item_ids, empty, np.asfortranarray(model.item_vectors), model.popularity, model.seen_indptr, model.seen_indices, model.meta
+    )
 
 
 def _recent_items(history: pd.DataFrame, user: np.ndarray, item: np.ndarray, n_users: int, m: int) -> np.ndarray:
