@@ -163,9 +163,9 @@ class TwoStageModel(FittedModel):
         rng = np.random.default_rng(int(self.params["seed"]))
         users = np.sort(labels[USER_COL].unique())
         chosen = labels[labels[USER_COL].isin(rng.choice(users, min(max_lists, len(users)), replace=False))]
-        lists = labelled_lists(self.snapshot, chosen, int(self.params["candidates"]))
+        lists, weights = labelled_lists(self.snapshot, chosen, int(self.params["candidates"])), ranker.weights(self.keras_model)
         return permutation_importance(
-            lambda f: ranker.score(self.keras_model, f), lists.features, lists.labels, measured_on, repeats=repeats, seed=int(self.params["seed"])
+            lambda f: ranker.score(weights, f), lists.features, lists.labels, measured_on, repeats=repeats, seed=int(self.params["seed"])
         )
 
     def candidate_recall(self, test: pd.DataFrame) -> float:
