@@ -31,7 +31,7 @@ def pipeline(
     train_until: str | None = None,
     epochs: int | None = None,
     reason: str = "manual",
-    family: CandidateFamily = "two_tower",
+    family: CandidateFamily | None = None,
 ) -> dict:
     """Gate the data, train, and promote the candidate if it is blessed.
 
@@ -40,8 +40,9 @@ def pipeline(
         train_until: only interactions before this time (ISO date); empty for all
         epochs: most training epochs of the neural families (the best on validation is refit); empty for the default
         reason: why this run happens (a drift event fills it in)
-        family: the candidate model family, trained, blessed and promoted
+        family: the candidate model family, trained, blessed and promoted; empty for RECSYS_CANDIDATE_FAMILY (two_stage)
     """
+    family = family or get_settings().candidate_family
     logger = get_run_logger()
     logger.info("pipeline of %s on %s up to %s (reason: %s)", family, dataset, train_until or "the end", reason)
     dataset = dataset_store(dataset)  # tasks then read only the months and columns they need

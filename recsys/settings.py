@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".recsys"), description="Folder for all local state")
     shared_data_dir: Path = Field(default=Path("../shared/data"), description="Copies of public datasets (tests, benchmarks)")
     dataset: str = Field(default="online-retail", description="Default dataset of the demo")
+    candidate_family: CandidateFamily = Field(
+        default="two_stage",
+        description="Family the pipeline (the demo, the loop, a retrain) trains when none is given: the best on Online Retail by the standard protocol",
+    )
     first_champion_family: CandidateFamily = Field(
         default="ials",
         description="Family `recsys up` trains when the registry has no champion (iALS: seconds to train and promote)",

@@ -41,7 +41,7 @@ def main() -> None:
     dataset = scenario_dataset(settings, settings.dataset, SHIFT, shift_at, SHIFT_SHARE)  # the same data before shift_at
     print(f"pipeline: validate → train → promote on {settings.dataset} up to {TRAIN_UNTIL}")
     first = pipeline(dataset=dataset, train_until=TRAIN_UNTIL)
-    print("  two-tower test metrics:", {k: round(v, 4) for k, v in first["candidate"]["metrics"].items() if k.endswith("_10")})
+    print(f"  {settings.candidate_family} test metrics:", {k: round(v, 4) for k, v in first["candidate"]["metrics"].items() if k.endswith("_10")})
     print("  popularity test metrics:", {k: round(v, 4) for k, v in first["baseline"].items() if k.endswith("_10")})
     print("  blessing:", "; ".join(first["promotion"]["blessing"]["reasons"]))
 

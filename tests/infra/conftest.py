@@ -135,6 +135,7 @@ def stack(databases: tuple[str, str], s3_endpoint: str, synthetic: Dataset, tmp_
         "RECSYS_PREFECT_DATABASE_URL": f"postgresql+asyncpg://{PG_URL}/{prefect_db}",
         "BENTOML_HOME": str(root / "home" / "bentoml"),
         **{f"RECSYS_{name.upper()}": str(value) for name, value in SMALL_TRAINING.items()},
+        "RECSYS_CANDIDATE_FAMILY": "two_tower",  # these tests read a neural family's per-epoch rows and kill servers mid-epoch
         **AWS_ENV,
         # Fail in seconds, not minutes, when a server is down (the default backs off for ~2 min).
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
