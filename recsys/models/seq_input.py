@@ -87,8 +87,8 @@ def numpy_batches(feed: Feed, workers: int = 2):
     """A `keras.utils.PyDataset` of numpy batches: the backend-neutral input (JAX, on CPU or GPU).
 
     The first epoch reads the examples in their stored (seeded random) order, each later one in
-    a fresh seeded permutation: a full reshuffle, where tf.data's buffer may be bounded. 4 bytes
-    per example. `workers` threads cut the next batches while the device trains (numpy's gathers
+    a fresh seeded permutation: a full reshuffle, where tf.data's buffer may be bounded (8 bytes
+    per example). `workers` threads cut the next batches while the device trains (numpy's gathers
     release the GIL).
     """
     import keras

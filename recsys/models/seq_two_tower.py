@@ -255,7 +255,7 @@ class SeqTwoTowerModel(FittedModel):
         return EmbeddingModel(self._users, self._item_ids, user_vectors, item_vectors, self._pop, *self._seen, meta=meta)
 
     def pipeline_ratio(self, steps: int = 50, rounds: int = 3) -> dict[str, float]:
-        """Training steps/s through `dataset()` over the same steps on batches cached in memory.
+        """Training steps/s through `dataset()` over the same steps on batches cached in memory (tf.data: TensorFlow).
 
         Each arm trains in one `fit` of two epochs of `steps` on its repeated input, so one
         iterator serves both: the first epoch (the shuffle buffer's fill, the graph's tracing) is
