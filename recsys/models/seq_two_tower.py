@@ -186,6 +186,8 @@ class SeqTwoTowerModel(FittedModel):
         with self.distribution.strategy.scope(), strat.dtype_policy(self.distribution.policy):
             self.keras_model = _build(len(self._users), len(self._item_ids), self._content, p)
             self.keras_model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), jit_compile=self.distribution.jit_compile)
+        km = self.keras_model
+        self._towers = (strat.compiled(km, km.embed_users), strat.compiled(km, km.embed_items))  # for every export
 
     @property
     def n_examples(self) -> int:
@@ -243,12 +245,11 @@ class SeqTwoTowerModel(FittedModel):
             self.on_epoch_end(epoch, {"loss": loss}, self._model)
 
     def _export(self, batch: int = 2048) -> EmbeddingModel:
-        km = self.keras_model
-        users = [
-            np.asarray(km.embed_users({k: v[s : s + batch] for k, v in self._histories.items()}), dtype=np.float32) for s in range(0, len(self._users), batch)
-        ]
+        embed_users, embed_items = self._towers
+        histories = [{k: v[s : s + batch] for k, v in self._histories.items()} for s in range(0, len(self._users), batch)]
+        users = [np.asarray(embed_users(h), dtype=np.float32) for h in histories]
         items = np.arange(1, len(self._item_ids) + 1, dtype=np.int32)
-        item_vectors = np.concatenate([np.asarray(km.embed_items(items[s : s + batch]), dtype=np.float32) for s in range(0, len(items), batch)])
+        item_vectors = np.concatenate([np.asarray(embed_items(items[s : s + batch]), dtype=np.float32) for s in range(0, len(items), batch)])
         user_vectors = np.concatenate(users) if users else np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
         setup = self.distribution
         meta = {"family": self.family, **self.params, "strategy": setup.name if setup else strat.DEFAULT, "replicas": setup.replicas if setup else 1}
