@@ -107,7 +107,7 @@ bench-scale: install java-deps
 # What benchmarks/gpu.sh carries to the GPU machine (Python 3.12 with JAX, numpy, pandas, pyarrow,
 # absl-py, rich, h5py, ml-dtypes; no Keras, no pydantic, no network), into the ignored .gpu/:
 # the wheels the deep model's import chain lacks there, at requirements.lock's pins (6 MiB), and
-# the two MovieLens sets (7 MiB). GPU_PYTHON=3.11 GPU_BUNDLE=/tmp/gpu311 for a dry run here.
+# the two MovieLens sets (5 MiB). GPU_PYTHON=3.11 GPU_BUNDLE=/tmp/gpu311 for a dry run here.
 GPU_PYTHON ?= 3.12
 GPU_BUNDLE ?= .gpu
 GPU_WHEELS := keras keras-rs optree namex pydantic pydantic-core pydantic-settings annotated-types typing-inspection python-dotenv typing-extensions
