@@ -14,6 +14,8 @@ SITE=$(mktemp -d)
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" "$BUNDLE"/wheels/*.whl
 export PYTHONPATH="$SITE:$PWD" KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 export RECSYS_SHARED_DATA_DIR=${RECSYS_SHARED_DATA_DIR:-$BUNDLE/data} RECSYS_HOME=${RECSYS_HOME:-$SITE/home}
+# One XLA cache for the run: the refit compiles the same train step as the fit that chose its epochs.
+export JAX_COMPILATION_CACHE_DIR=$SITE/xla JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())"
 time timeout "${GPU_LIMIT_S:-470}" "$PYTHON" -m benchmarks.gpu "$@"
