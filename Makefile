@@ -102,3 +102,19 @@ bench-quality: install
 # and 1 vs 2 workers (about an hour on 2 cores; `--sizes`, `--index-items`, `--no-workers`).
 bench-scale: install java-deps
 	$(BIN)/python -m benchmarks.scale
+
+.PHONY: gpu-bundle
+# What benchmarks/gpu.sh carries to the GPU machine (Python 3.12 with JAX, numpy, pandas, pyarrow,
+# absl-py, rich, h5py, ml-dtypes; no Keras, no pydantic, no network), into the ignored .gpu/:
+# the wheels the deep model's import chain lacks there, at requirements.lock's pins (6 MiB), and
+# the two MovieLens sets (5 MiB). GPU_PYTHON=3.11 GPU_BUNDLE=/tmp/gpu311 for a dry run here.
+GPU_PYTHON ?= 3.12
+GPU_BUNDLE ?= .gpu
+GPU_WHEELS := keras keras-rs optree namex pydantic pydantic-core pydantic-settings annotated-types typing-inspection python-dotenv typing-extensions
+GPU_DATA := ml-100k/u.data ml-100k/u.item ml-100k/u.genre ml-latest-small/ratings.csv ml-latest-small/movies.csv
+SHARED_DATA ?= ../shared/data
+gpu-bundle:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d $(GPU_BUNDLE)/wheels \
+		$$(for p in $(GPU_WHEELS); do grep -i "^$$p==" requirements.lock || exit 1; done)
+	for f in $(GPU_DATA); do mkdir -p $(GPU_BUNDLE)/data/$$(dirname $$f) && cp $(SHARED_DATA)/$$f $(GPU_BUNDLE)/data/$$f; done

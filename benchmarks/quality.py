@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.deep import deep_config
 from recsys.cost import Meter
 from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
@@ -36,8 +37,6 @@ from recsys.tuning import grid, refit_score, search, validation_objective
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")
 BASELINES = ("ease", "ials", "item_knn")
 PROJECT = ("seq_two_tower", "two_stage")  # the project's own models: `best` is the one better on validation
-DEEP = {"epochs": 5, "batch_size": 512, "embedding_dim": 64, "max_len": 50, "horizon": 0.3}
-DEEP_EPOCHS = {"online-retail": 3}  # 3x the examples of the MovieLens sets
 PIPELINE_DATASET, PIPELINE_STEPS = "ml-100k", 40
 BOOTSTRAP = 200
 SEEDS = (42, 43, 44)  # the deciding model's refits: the first is the settings' default seed
@@ -64,7 +63,7 @@ def _tuned(family: str, data: Dataset, split: Split) -> tuple[dict, float, list[
 
 def _deep_epochs(name: str, data: Dataset, split: Split) -> tuple[int, float, list[str]]:
     """The deep model's epoch count, chosen as the pipeline's training chooses it (`choose_epochs`)."""
-    _, epochs, history = choose_epochs("seq_two_tower", get_settings(), _deep_config(name), split, data.items)
+    _, epochs, history = choose_epochs("seq_two_tower", get_settings(), deep_config(name), split, data.items)
     curve = history["val_ndcg_at_10"]
     return epochs, max(curve), [f"    seq_two_tower val_ndcg@10 by epoch {[round(v, 4) for v in curve]} -> {epochs} epochs"]
 
@@ -97,10 +96,6 @@ def _seeded(family: str, row: Row, data: Dataset, split: Split) -> list[float]:
     settings = get_settings()
     refits = [refit_score(family, {**row.config, "seed": seed}, data, split, settings)["ndcg_at_10"] for seed in SEEDS[1:]]
     return [row.test["ndcg_at_10"], *refits]
-
-
-def _deep_config(name: str) -> dict:
-    return {**DEEP, "epochs": DEEP_EPOCHS.get(name, DEEP["epochs"])}
 
 
 def _refit(model: Recommender, data: Dataset, split: Split) -> tuple[dict[str, float], float, float]:
@@ -148,8 +143,8 @@ def bench(name: str) -> Bench:
     lines += stage_lines
     start = time.perf_counter()
     epochs, val, deep_lines = _deep_epochs(name, data, split)
-    deep, _ = FAMILIES["seq_two_tower"].build(settings, {**_deep_config(name), "epochs": epochs})
-    rows["seq_two_tower"] = Row({**_deep_config(name), "epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
+    deep, _ = FAMILIES["seq_two_tower"].build(settings, {**deep_config(name), "epochs": epochs})
+    rows["seq_two_tower"] = Row({**deep_config(name), "epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)
     pipeline = None

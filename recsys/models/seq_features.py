@@ -153,6 +153,12 @@ def windows(seqs: Sequences, users: np.ndarray, ends: np.ndarray, length: int, a
     return hist, ages
 
 
+def example_batch(seqs: Sequences, ex: Examples, q: np.ndarray, length: int, aged: int | None) -> dict[str, np.ndarray]:
+    """The model's inputs for examples `ex`: their windows cut, and each target's share `q` of all targets."""
+    hist, ages = windows(seqs, ex.user, ex.end, length, aged)
+    return {"user": ex.user, "history": hist, "ages": ages, "item": ex.item, "q": q[ex.item]}
+
+
 def training_examples(
     train: pd.DataFrame,
     users: np.ndarray,

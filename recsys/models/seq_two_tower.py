@@ -9,7 +9,8 @@ trained on still get a vector from their content. Objective: from a history cut 
 `horizon` of the user's events before the target, predict that target (a future window,
 not only the next item).
 Loss: in-batch softmax with log-Q correction and accidental hits removed (keras-rs layers).
-Written with `keras.ops`; only the input pipeline and the distribution strategy are TensorFlow.
+Written with `keras.ops`, so it trains on any Keras backend: under TensorFlow with tf.data and
+tf.distribute, under JAX (the GPU machine's) from numpy batches on one device (`seq_input`, `strategy`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from recsys.models import seq_input
 from recsys.models import strategy as strat
 from recsys.models.base import EmbeddingModel, FittedModel, build_seen, item_popularity, vocabularies
 from recsys.models.seq_features import ItemContent, examples, item_content, sequences, user_histories
@@ -68,7 +70,7 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):
 
     dim, seed = int(p["embedding_dim"]), int(p["seed"])
 
-    class SeqTwoTower(strat.DistributedFit, keras.Model):
+    class SeqTwoTower(*strat.fit_mixins(), keras.Model):
         def __init__(self) -> None:
             super().__init__()
             init = keras.initializers.TruncatedNormal(stddev=0.05, seed=seed)
@@ -183,7 +185,9 @@ class SeqTwoTowerModel(FittedModel):
         self.distribution = strat.distribution(bool(p["xla"]))
         with self.distribution.strategy.scope(), strat.dtype_policy(self.distribution.policy):
             self.keras_model = _build(len(self._users), len(self._item_ids), self._content, p)
-            self.keras_model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), jit_compile=bool(p["xla"]))
+            self.keras_model.compile(optimizer=keras.optimizers.Adam(float(p["learning_rate"])), jit_compile=self.distribution.jit_compile)
+        km = self.keras_model
+        self._towers = (strat.compiled(km, km.embed_users), strat.compiled(km, km.embed_items))  # for every export
 
     @property
     def n_examples(self) -> int:
@@ -197,9 +201,8 @@ class SeqTwoTowerModel(FittedModel):
     def _prepare(self, train: pd.DataFrame, items: pd.DataFrame) -> None:
         """Vocabularies, content, per-user sequences and the examples as cut points, once per fit.
 
-        The examples are stored in a seeded random order: `dataset()` only reshuffles them
-        within a bounded buffer, so its batches mix users from the start without a buffer (or
-        a permutation) as large as the data.
+        The examples are stored in a seeded random order: `dataset()`'s first batches already
+        mix users (`seq_input.Feed`).
         """
         p = self.params
         self._users, self._item_ids = vocabularies(train, items)
@@ -214,44 +217,25 @@ class SeqTwoTowerModel(FittedModel):
         self._seen = build_seen(train, self._users, self._item_ids)
 
     def dataset(self):
-        """The training input pipeline: one epoch of fixed-size batches, reshuffled each epoch, prefetched.
+        """The training input: one epoch of fixed-size batches, reshuffled each epoch.
 
-        Examples are cut points (user, end, item). Their positions go through a bounded shuffle
-        buffer (the stored order is already a seeded permutation) and are batched; one
-        vectorised map per batch gathers the cut points and cuts the windows from the flat
-        per-user sequences, as `seq_features.windows` does. Memory: the sequences, the cut
-        points and the buffer, never a window per example; shuffling scalar positions rather
-        than (user, end, item) elements is ~3x faster in tf.data.
+        tf.data under the TensorFlow backend, a PyDataset of numpy batches under JAX (`seq_input`).
         """
-        import tensorflow as tf
+        return seq_input.pipeline(self.feed(), strat.tensorflow_backend())
 
-        p, ex, seqs = self.params, self._examples, self._sequences
-        length, aged = _history_length(p), int(p["max_len"])
-        batch = int(min(int(p["batch_size"]), len(ex.item)))
-        users, ends, targets = tf.constant(ex.user), tf.constant(ex.end), tf.constant(ex.item)
-        items, days, starts, q = tf.constant(seqs.items), tf.constant(seqs.days), tf.constant(seqs.starts), tf.constant(self._q)
-        offsets = tf.range(length, 0, -1)
-
-        def cut(positions: tf.Tensor) -> dict[str, tf.Tensor]:
-            user, end, item = tf.gather(users, positions), tf.gather(ends, positions), tf.gather(targets, positions)
-            idx = end[:, None] - offsets[None, :]
-            valid = idx >= tf.gather(starts, user)[:, None]
-            safe = tf.maximum(idx, 0)
-            history = tf.where(valid, tf.gather(items, safe), 0)
-            now = tf.gather(days, end - 1)  # the window's last event: ages as at inference
-            age = tf.math.log1p(tf.maximum(now[:, None] - tf.gather(days, safe[:, -aged:]), 0.0))
-            ages = tf.cast(tf.where(valid[:, -aged:], age, 0.0), tf.float32)
-            return {"user": user, "history": history, "ages": ages, "item": item, "q": tf.gather(q, item)}
-
-        data = tf.data.Dataset.range(len(ex.item))
-        data = data.shuffle(int(p["shuffle_buffer"]), seed=int(p["seed"]), reshuffle_each_iteration=True)
-        data = data.batch(batch, drop_remainder=True).map(cut, num_parallel_calls=tf.data.AUTOTUNE)
-        options = tf.data.Options()
-        # DATA: every worker runs this pipeline and keeps its replicas' share of each batch (the
-        # cut points are in memory, nothing to split by file); FILE sharding applies once the
-        # examples are read from files.
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return data.prefetch(tf.data.AUTOTUNE).with_options(options)
+    def feed(self) -> seq_input.Feed:
+        """This fit's examples and batching, which either input pipeline reads."""
+        p = self.params
+        return seq_input.Feed(
+            self._sequences,
+            self._examples,
+            self._q,
+            int(p["batch_size"]),
+            _history_length(p),
+            int(p["max_len"]),
+            int(p["shuffle_buffer"]),
+            int(p["seed"]),
+        )
 
     def _epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         loss = float((logs or {}).get("loss", np.nan))
@@ -261,19 +245,18 @@ class SeqTwoTowerModel(FittedModel):
             self.on_epoch_end(epoch, {"loss": loss}, self._model)
 
     def _export(self, batch: int = 2048) -> EmbeddingModel:
-        km = self.keras_model
-        users = [
-            np.asarray(km.embed_users({k: v[s : s + batch] for k, v in self._histories.items()}), dtype=np.float32) for s in range(0, len(self._users), batch)
-        ]
+        embed_users, embed_items = self._towers
+        histories = [{k: v[s : s + batch] for k, v in self._histories.items()} for s in range(0, len(self._users), batch)]
+        users = [np.asarray(embed_users(h), dtype=np.float32) for h in histories]
         items = np.arange(1, len(self._item_ids) + 1, dtype=np.int32)
-        item_vectors = np.concatenate([np.asarray(km.embed_items(items[s : s + batch]), dtype=np.float32) for s in range(0, len(items), batch)])
+        item_vectors = np.concatenate([np.asarray(embed_items(items[s : s + batch]), dtype=np.float32) for s in range(0, len(items), batch)])
         user_vectors = np.concatenate(users) if users else np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
         setup = self.distribution
         meta = {"family": self.family, **self.params, "strategy": setup.name if setup else strat.DEFAULT, "replicas": setup.replicas if setup else 1}
         return EmbeddingModel(self._users, self._item_ids, user_vectors, item_vectors, self._pop, *self._seen, meta=meta)
 
     def pipeline_ratio(self, steps: int = 50, rounds: int = 3) -> dict[str, float]:
-        """Training steps/s through `dataset()` over the same steps on batches cached in memory.
+        """Training steps/s through `dataset()` over the same steps on batches cached in memory (tf.data: TensorFlow).
 
         Each arm trains in one `fit` of two epochs of `steps` on its repeated input, so one
         iterator serves both: the first epoch (the shuffle buffer's fill, the graph's tracing) is

@@ -12,6 +12,7 @@ import pytest
 
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
+from recsys.models import seq_input
 from recsys.models.seq_features import training_examples
 from recsys.models.seq_two_tower import SeqTwoTowerModel
 
@@ -26,20 +27,26 @@ def _rows(ex: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in ex.items()}
 
 
-def _epoch(model: SeqTwoTowerModel) -> dict[str, np.ndarray]:
-    batches = list(model.dataset().as_numpy_iterator())
+def _epoch(model: SeqTwoTowerModel, tensorflow: bool) -> dict[str, np.ndarray]:
+    """One epoch of the model's tf.data pipeline, or of the numpy batches the JAX backend reads."""
+    if tensorflow:
+        batches = list(model.dataset().as_numpy_iterator())
+    else:
+        data = seq_input.numpy_batches(model.feed())
+        batches = [data[i] for i in range(len(data))]
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "numpy"])
 @pytest.mark.parametrize("new_items_only", [True, False])
-def test_pipeline_cuts_exactly_the_materialised_examples(synthetic: Dataset, synthetic_split: Split, new_items_only: bool) -> None:
+def test_pipeline_cuts_exactly_the_materialised_examples(synthetic: Dataset, synthetic_split: Split, new_items_only: bool, tensorflow: bool) -> None:
     train = synthetic_split.train
     model = SeqTwoTowerModel(batch_size=10**9, new_items_only=new_items_only, shuffle_buffer=1000, **PARAMS)  # one batch: the whole epoch
     model._prepare(train, synthetic.items)
     reference = training_examples(train, model._users, model._item_ids, 15, new_items_only, 0.3, 3, aged=6)
     counts = np.bincount(reference["item"], minlength=len(model._item_ids) + 1)
     reference["q"] = (counts / counts.sum())[reference["item"]]
-    got = _epoch(model)
+    got = _epoch(model, tensorflow)
     assert {k: (v.dtype, v.shape[1:]) for k, v in got.items()} == {
         "user": (np.int32, ()),
         "history": (np.int32, (15,)),
@@ -67,6 +74,22 @@ def test_batches_reshuffle_each_epoch_and_drop_no_example_twice(synthetic: Datas
     assert not np.array_equal(first, second)  # a new order every epoch
     head = np.concatenate([b["user"] for b in data.take(1).as_numpy_iterator()])
     assert len(np.unique(head)) > 40  # the first batch already mixes users (stored in a seeded random order)
+
+
+def test_numpy_batches_reshuffle_each_epoch_and_drop_no_example_twice(synthetic: Dataset, synthetic_split: Split) -> None:
+    model = SeqTwoTowerModel(batch_size=64, **PARAMS)
+    model._prepare(synthetic_split.train, synthetic.items)
+    data = seq_input.numpy_batches(model.feed())
+
+    def epoch() -> np.ndarray:
+        keys = np.concatenate([data[i]["user"] * 10**6 + data[i]["item"] for i in range(len(data))])
+        data.on_epoch_end()  # as Keras calls it
+        return keys
+
+    first, second = epoch(), epoch()
+    assert len(first) == len(second) == len(model._examples.item) // 64 * 64
+    assert len(np.unique(first)) == len(first) and not np.array_equal(first, second)
+    assert len(np.unique(data[0]["user"])) > 40  # the first batch already mixes users
 
 
 def test_prepare_builds_the_model_a_benchmark_trains_by_hand(synthetic: Dataset, synthetic_split: Split) -> None:
