@@ -40,7 +40,7 @@ rng = np.random.default_rng(0)
 features = rng.normal(size=(96, 12, 4)).astype(np.float32)
 labels = (features[..., 0] >= np.sort(features[..., 0], axis=1)[:, -3:-2]).astype(np.float32)
 params = {"seed": 0, "cross_layers": 1, "hidden": 8, "learning_rate": 0.03, "batch_lists": 32, "ranker_epochs": 15}
-scores = ranker.score(ranker.train(features, labels, params), features)
+scores = ranker.score(ranker.weights(ranker.train(features, labels, params)), features)
 pairs = (scores[:, :, None] > scores[:, None, :]) & (labels[:, :, None] == 1) & (labels[:, None, :] == 0)
 print(json.dumps({
     "backend": keras.backend.backend(),
