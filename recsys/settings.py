@@ -31,8 +31,8 @@ class Settings(BaseSettings):
         description="Family the pipeline (the demo, the loop, a retrain) trains when none is given: the best on Online Retail by the standard protocol",
     )
     first_champion_family: CandidateFamily = Field(
-        default="ials",
-        description="Family `recsys up` trains when the registry has no champion (iALS: seconds to train and promote)",
+        default="two_stage",
+        description="Family `recsys up` trains when the registry has no champion (the best on Online Retail; `ials` answers in seconds)",
     )
     gx_engine: Literal["pandas", "spark"] = Field(
         default="pandas",
