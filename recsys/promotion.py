@@ -30,6 +30,7 @@ from recsys.data.split import Split
 from recsys.evaluation import BOOTSTRAP, evaluate
 from recsys.models.base import EmbeddingModel
 from recsys.models.popularity import PopularityModel
+from recsys.models.two_stage import served
 from recsys.serving import index
 from recsys.settings import Settings
 
@@ -48,7 +49,8 @@ class PromotionResult:
 def bless_and_promote(settings: Settings, version: str, run_id: str, split: Split, items: pd.DataFrame) -> PromotionResult:
     """Make `version` champion if it is not worse than the current one (or beats popularity)."""
     registry.configure(settings)
-    model = registry.load_version(settings, version)
+    export = registry.download_export(settings, version)  # once: evaluated here, and searched if blessed
+    model = EmbeddingModel.load(export)
 
     def score(recommender: EmbeddingModel) -> dict[str, float]:  # one protocol, the same sampled users, for all three
         start = time.process_time()  # the one metric's bootstrap is a small, equal share of every model's time
@@ -76,7 +78,7 @@ def bless_and_promote(settings: Settings, version: str, run_id: str, split: Spli
         baseline = score(PopularityModel().fit(split.train_val, items).export())
     rule = CostRule(settings.blessing_max_cost_factor, settings.blessing_min_gain) if settings.cost_aware_blessing else None
     blessing = bless(candidate, champion_metrics, baseline, cost_rule=rule)
-    searched = registry.load_searched(settings, version) if blessing.blessed else None  # the vectors the service searches
+    searched = served.searched_beside(export) if blessing.blessed else None  # the vectors the service searches
     ann, report = index.build_checked(searched.item_vectors, searched.user_vectors) if searched is not None else (None, None)
     chart = blessing_chart.chart_of(blessing, families)
     with mlflow.start_run(run_id=run_id):
