@@ -22,6 +22,7 @@ from recsys.data.ingest import Dataset
 from recsys.data.split import Split
 from recsys.evaluation import evaluate
 from recsys.models import families
+from recsys.models.two_stage.reuse import reusing
 from recsys.settings import Settings
 
 METRIC = "ndcg_at_10"
@@ -105,7 +106,8 @@ def tune(dataset: Dataset, split: Split, settings: Settings, family: str, space:
 
     with mlflow.start_run(run_name=f"tune-{family}-{dataset.name}"):
         mlflow.set_tags({"model_family": family, "dataset": dataset.name, "tuning": "parent", "search_space": json.dumps(space)})
-        trials = search(configs, validation_objective(family, dataset, split, settings), log_trial)
+        with reusing():  # a two-stage grid fits its retrievers once per window
+            trials = search(configs, validation_objective(family, dataset, split, settings), log_trial)
         best = trials[0]
         mlflow.set_tag("best_config", json.dumps(best.params, sort_keys=True))
         mlflow.log_params({f"best_{k}": v for k, v in best.params.items()} | {"n_trials": len(trials)})

@@ -39,7 +39,7 @@ vectors = deep.export().user_vectors
 rng = np.random.default_rng(0)
 features = rng.normal(size=(96, 12, 4)).astype(np.float32)
 labels = (features[..., 0] >= np.sort(features[..., 0], axis=1)[:, -3:-2]).astype(np.float32)
-params = {"seed": 0, "cross_layers": 1, "hidden": 8, "learning_rate": 0.03, "batch_lists": 32, "ranker_epochs": 15}
+params = {"seed": 0, "cross_layers": 1, "hidden": 8, "learning_rate": 0.03, "batch_lists": 32, "ranker_epochs": 15, "train_list": 64}
 scores = ranker.score(ranker.weights(ranker.train(features, labels, params)), features)
 pairs = (scores[:, :, None] > scores[:, None, :]) & (labels[:, :, None] == 1) & (labels[:, None, :] == 0)
 print(json.dumps({

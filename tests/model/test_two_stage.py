@@ -16,11 +16,12 @@ from recsys.models.ease import EASEModel
 from recsys.models.ials import IALSModel
 from recsys.models.item_knn import ItemKNNModel
 from recsys.models.popularity import PopularityModel
-from recsys.models.two_stage import TwoStageModel
+from recsys.models.two_stage import TwoStageModel, ranker
 from recsys.models.two_stage.candidates import candidates
 from recsys.models.two_stage.features import features
 from recsys.models.two_stage.model import build_snapshot, ranker_examples
-from recsys.models.two_stage.snapshot import NEVER_DAYS
+from recsys.models.two_stage.reuse import reusing
+from recsys.models.two_stage.snapshot import NEVER_DAYS, Snapshot
 from recsys.schemas import CATEGORY_COL, EVENT_COL, ITEM_COL, TS_COL, USER_COL, WEIGHT_COL
 from recsys.settings import Settings
 
@@ -136,3 +137,32 @@ def test_the_family_table_builds_the_two_stage_model(tmp_path: Path) -> None:
     assert isinstance(model, TwoStageModel) and model.family == "two_stage"
     assert hp == {"seed": 7, "candidates": 40} and model.params["seed"] == 7 and model.params["candidates"] == 40
     assert "two_stage" in families.NAMES and "two_stage" in families.CANDIDATES  # served per request (two_stage.served)
+
+
+def test_training_lists_keep_every_taken_item_and_a_sample_of_the_rest() -> None:
+    labels = np.array([[0, 1, 0, 0, 1, 0, -1, -1], [1, 0, 0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    feats = np.arange(labels.size, dtype=np.float32).reshape(*labels.shape, 1)
+    kept_features, kept = ranker.sample_lists(feats, labels, 4, seed=0)
+    assert kept.shape == (2, 4) and kept_features.shape == (2, 4, 1)
+    assert (kept == 1.0).sum(axis=1).tolist() == [2, 1]  # every taken item stays
+    assert (kept == ranker.PAD_LABEL).sum() == 0  # pads go before any candidate does
+    for row in range(2):  # each kept entry is the same candidate, features and label together
+        columns = kept_features[row, :, 0].astype(int) - row * labels.shape[1]
+        assert (labels[row, columns] == kept[row]).all() and len(set(columns.tolist())) == 4
+    assert ranker.sample_lists(feats, labels, 8, seed=0)[1] is labels  # short lists are left whole
+
+
+def test_a_search_fits_the_retrievers_once_per_window_and_ranks_as_a_fresh_fit(
+    synthetic: Dataset, synthetic_split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = []
+    build = Snapshot.build
+    monkeypatch.setattr(Snapshot, "build", classmethod(lambda cls, *a, **k: builds.append(1) or build(*a, **k)))
+    fresh = TwoStageModel(candidates=20, retrievers=SMALL, ranker_epochs=2, seed=3).fit(synthetic_split.train, synthetic.items).export()
+    assert len(builds) == 2  # the history before the labels, and all of train
+    with reusing():
+        for n, seed in ((10, 1), (20, 2), (20, 3)):
+            searched = TwoStageModel(candidates=n, retrievers={**SMALL, "ials": {**SMALL["ials"], "seed": 3}}, ranker_epochs=2, seed=seed)
+            searched.fit(synthetic_split.train, synthetic.items)
+    assert len(builds) == 4  # three fits inside `reusing`: the same two windows, built once
+    np.testing.assert_array_equal(searched.export().recommend(np.arange(20), k=10)[0], fresh.recommend(np.arange(20), k=10)[0])

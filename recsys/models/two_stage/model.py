@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.models.base import EmbeddingModel, FittedModel
-from recsys.models.two_stage import ranker
+from recsys.models.two_stage import ranker, reuse
 from recsys.models.two_stage.candidates import Candidates, candidates
 from recsys.models.two_stage.features import features
 from recsys.models.two_stage.importance import Importance, permutation_importance
@@ -44,7 +44,9 @@ class Examples:
 def ranker_examples(train: pd.DataFrame, items: pd.DataFrame, params: dict) -> Examples:
     """Candidates and features from the history before each user's label period, labels from it."""
     history, labels = label_split(train, float(params["label_frac"]))
-    return labelled_lists(build_snapshot(history, items, params), labels, int(params["candidates"]))
+    snap = build_snapshot(history, items, params)
+    n = int(params["candidates"])
+    return reuse.kept(("lists", id(snap), reuse.fingerprint(labels), n), lambda: labelled_lists(snap, labels, n))
 
 
 def labelled_lists(snap: Snapshot, labels: pd.DataFrame, n: int) -> Examples:
@@ -65,15 +67,17 @@ def labelled_lists(snap: Snapshot, labels: pd.DataFrame, n: int) -> Examples:
 
 
 def retriever_params(params: dict) -> dict[str, dict]:
-    """Each learned retriever's settings: its defaults, then params; iALS takes the model's seed."""
+    """Each learned retriever's settings: its defaults, then params; iALS takes the model's seed unless they name one."""
     retrievers = {name: {**DEFAULT_RETRIEVERS.get(name, {}), **params["retrievers"].get(name, {})} for name in DEFAULT_RETRIEVERS}
-    retrievers["ials"] = {**retrievers["ials"], "seed": int(params["seed"])}
+    retrievers["ials"] = {"seed": int(params["seed"]), **retrievers["ials"]}
     return retrievers
 
 
 def build_snapshot(history: pd.DataFrame, items: pd.DataFrame, params: dict) -> Snapshot:
-    """The snapshot with this model's retriever settings (`retriever_params`)."""
-    return Snapshot.build(history, items, retriever_params(params), float(params["trend_days"]), int(params["recent"]))
+    """The snapshot with this model's retriever settings (`retriever_params`); made once per window inside `reuse.reusing()`."""
+    retrievers, trend_days, recent = retriever_params(params), float(params["trend_days"]), int(params["recent"])
+    key = ("snapshot", reuse.fingerprint(history), reuse.fingerprint(items), reuse.settings_key(retrievers), trend_days, recent)
+    return reuse.kept(key, lambda: Snapshot.build(history, items, retrievers, trend_days, recent))
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class TwoStageModel(FittedModel):
         hidden: int = 32,
         ranker_epochs: int = 20,
         batch_lists: int = 32,
+        train_list: int = 128,
         learning_rate: float = 0.003,
         seed: int = 42,
     ) -> None:
@@ -118,6 +123,7 @@ class TwoStageModel(FittedModel):
             "hidden": hidden,
             "ranker_epochs": ranker_epochs,
             "batch_lists": batch_lists,
+            "train_list": train_list,
             "learning_rate": learning_rate,
             "seed": seed,
         }
@@ -134,11 +140,16 @@ class TwoStageModel(FittedModel):
         examples = ranker_examples(train, items, self.params)
         self.keras_model = ranker.train(examples.features, examples.labels, self.params)
         self.snapshot = snap = build_snapshot(train, items, self.params)
-        users = np.arange(len(snap.base.user_ids))
-        self.served = candidates(snap, users, int(self.params["candidates"]))
-        scores = ranker.score(ranker.weights(self.keras_model), features(snap, users, self.served))
+        self.served, served_features = reuse.kept(("served", id(snap), int(self.params["candidates"])), lambda: self._served(snap))
+        scores = ranker.score(ranker.weights(self.keras_model), served_features)
         self._model = score_table(snap.base, self.served, scores, {"family": self.family, **self.params})
         return self
+
+    def _served(self, snap: Snapshot) -> tuple[Candidates, np.ndarray]:
+        """Every known user's candidates from the snapshot of all of train, and their features."""
+        users = np.arange(len(snap.base.user_ids))
+        cands = candidates(snap, users, int(self.params["candidates"]))
+        return cands, features(snap, users, cands)
 
     @property
     def retrievers(self) -> dict[str, Retriever]:

@@ -43,16 +43,34 @@ def build(n_features: int, cross_layers: int, hidden: int, seed: int):
 
 
 def train(features: np.ndarray, labels: np.ndarray, params: dict):
-    """Fit a ranker on lists of candidates: `labels` 1 taken, 0 not, PAD_LABEL padding."""
+    """Fit a ranker on lists of candidates: `labels` 1 taken, 0 not, PAD_LABEL padding.
+
+    Each list is cut to `train_list` candidates first (`sample_lists`): the pairwise loss costs
+    the square of a list's length, and a union of five retrievers' top 100 is some 300 long.
+    """
     import keras
     import keras_rs
 
     keras.utils.set_random_seed(int(params["seed"]))
+    features, labels = sample_lists(features, labels, int(params["train_list"]), int(params["seed"]))
     model = build(features.shape[-1], int(params["cross_layers"]), int(params["hidden"]), int(params["seed"]))
     standardise(model.get_layer("standardise"), features[labels != PAD_LABEL])
     model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"])), loss=keras_rs.losses.PairwiseLogisticLoss())
     model.fit(features, labels, batch_size=int(params["batch_lists"]), epochs=int(params["ranker_epochs"]), shuffle=True, verbose=0)
     return model
+
+
+def sample_lists(features: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each list cut to `size` candidates: every item taken (up to `size`), then items not taken, drawn at random.
+
+    Negative sampling, as rankers are commonly trained: the pairs the loss sees are each taken
+    item against a random sample of the others, drawn once per fit (fixed by `seed`).
+    """
+    if labels.shape[1] <= size:
+        return features, labels
+    key = np.random.default_rng(seed).random(labels.shape) + np.where(labels == 1.0, -2.0, np.where(labels == PAD_LABEL, 2.0, 0.0))
+    keep = np.sort(np.argsort(key, axis=1, kind="stable")[:, :size], axis=1)
+    return np.take_along_axis(features, keep[:, :, None], axis=1), np.take_along_axis(labels, keep, axis=1)
 
 
 def standardise(layer, rows: np.ndarray) -> None:
