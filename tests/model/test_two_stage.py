@@ -21,7 +21,8 @@ from recsys.models.two_stage.candidates import candidates
 from recsys.models.two_stage.features import features
 from recsys.models.two_stage.model import build_snapshot, ranker_examples
 from recsys.models.two_stage.reuse import reusing
-from recsys.models.two_stage.snapshot import NEVER_DAYS, Snapshot
+from recsys.models.two_stage.served import StageTwo
+from recsys.models.two_stage.snapshot import NEVER_DAYS, RETRIEVERS, Snapshot
 from recsys.schemas import CATEGORY_COL, EVENT_COL, ITEM_COL, TS_COL, USER_COL, WEIGHT_COL
 from recsys.settings import Settings
 
@@ -166,3 +167,21 @@ def test_a_search_fits_the_retrievers_once_per_window_and_ranks_as_a_fresh_fit(
             searched.fit(synthetic_split.train, synthetic.items)
     assert len(builds) == 4  # three fits inside `reusing`: the same two windows, built once
     np.testing.assert_array_equal(searched.export().recommend(np.arange(20), k=10)[0], fresh.recommend(np.arange(20), k=10)[0])
+
+
+def test_the_sequence_model_joins_the_union_when_named_and_is_served_from_its_snapshot(synthetic: Dataset, synthetic_split: Split, tmp_path: Path) -> None:
+    deep = {"epochs": 1, "embedding_dim": 8, "max_len": 10, "bag_len": 20, "batch_size": 256}
+    model = TwoStageModel(candidates=10, retrievers={**SMALL, "seq_two_tower": deep}, ranker_epochs=2).fit(synthetic_split.train, synthetic.items)
+    snap, cands = model.snapshot, model.served
+    assert snap.retrievers == RETRIEVERS and snap.models["seq_two_tower"].user_vectors.shape[1] == 8
+    assert model.retrievers["seq_two_tower"].params["seed"] == model.params["seed"]  # seeded like iALS
+    proposed = (cands.ranks[..., RETRIEVERS.index("seq_two_tower")] < 10) & cands.valid
+    assert (proposed.sum(axis=1) == 10).all()  # each user's top 10 of the sequence model is in their union
+    stage_two = StageTwo.load(StageTwo.of(model).save(tmp_path / "two_stage"))  # what the service ranks from
+    assert stage_two.snapshot.retrievers == RETRIEVERS
+    top, _ = model.export().recommend(np.arange(20), k=10)
+    assert all((stage_two.rank(user, 10)[0] == top[user]).all() for user in range(20))
+
+    without = TwoStageModel(candidates=10, retrievers=SMALL, ranker_epochs=2).fit(synthetic_split.train, synthetic.items)
+    assert "seq_two_tower" not in without.snapshot.retrievers and "seq_two_tower" not in without.retrievers
+    assert (without.served.ranks[..., RETRIEVERS.index("seq_two_tower")] == 10).all()  # not fit: it proposes nothing

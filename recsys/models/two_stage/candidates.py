@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsys.models.two_stage.snapshot import RETRIEVERS, Snapshot
+from recsys.models.two_stage.snapshot import COUNTS, RETRIEVERS, Snapshot
 
 BATCH = 512  # users scored at once: a (BATCH, n_items) matrix per retriever
 
@@ -31,24 +31,26 @@ class Candidates:
 
 
 def retriever_scores(snapshot: Snapshot, users: np.ndarray) -> np.ndarray:
-    """(n_retrievers, len(users), n_items) scores of every retriever, in RETRIEVERS order.
+    """(n_retrievers, len(users), n_items) scores of every retriever, in RETRIEVERS order (0 for one not fit).
 
     Each user is scored alone, and EASE and item-kNN from their seen items: their export's user
     vector is the binary history row over the trained items (recsys.models.item_item), so the
     dot product is the sum of the item-item rows of the seen items. Its cost grows with the
     history, not the catalogue, which is what lets the service run stage one per request; and
-    a user gets the same floats alone (serving) as in a batch (the export).
+    a user gets the same floats alone (serving) as in a batch (the export). iALS and the
+    sequence model score with the user's vector as of the snapshot.
     """
     models, pop = snapshot.models, snapshot.base.popularity
-    out = np.empty((len(RETRIEVERS), len(users), snapshot.base.n_items), dtype=np.float32)
-    ials = models["ials"]
+    out = np.zeros((len(RETRIEVERS), len(users), snapshot.base.n_items), dtype=np.float32)
     for row, user in enumerate(users):
         columns = snapshot.trained_column[snapshot.base.seen(int(user))]
-        for r, name in enumerate(RETRIEVERS[:2]):
-            out[r, row] = models[name].item_vectors.T[columns].sum(axis=0)
-        out[2, row] = ials.item_vectors @ ials.user_vectors[user]
-    out[3] = pop / max(pop.max(), 1.0)
-    out[4] = snapshot.trend / max(snapshot.trend.max(), 1.0)
+        for r, name in enumerate(RETRIEVERS):
+            if name in ("ease", "item_knn"):
+                out[r, row] = models[name].item_vectors.T[columns].sum(axis=0)
+            elif name in models and name not in COUNTS:  # iALS, and the sequence model where it was fit
+                out[r, row] = models[name].item_vectors @ models[name].user_vectors[user]
+    out[RETRIEVERS.index("popularity")] = pop / max(pop.max(), 1.0)
+    out[RETRIEVERS.index("trend")] = snapshot.trend / max(snapshot.trend.max(), 1.0)
     return out
 
 
@@ -65,7 +67,11 @@ def _batch(snapshot: Snapshot, users: np.ndarray, n: int, exclude_seen: bool) ->
     n_items = scores.shape[2]
     n = min(n, n_items)
     proposable = np.ones(scores.shape, dtype=bool)
-    proposable[3:] = scores[3:] > 0  # the counts propose only what they counted
+    for r, name in enumerate(RETRIEVERS):
+        if name in COUNTS:
+            proposable[r] = scores[r] > 0  # the counts propose only what they counted
+        elif name not in snapshot.retrievers:
+            proposable[r] = False  # an optional retriever that was not fit proposes nothing
     if exclude_seen:
         for row, user in enumerate(users):
             proposable[:, row, snapshot.base.seen(int(user))] = False

@@ -23,8 +23,8 @@ from recsys.models.base import EmbeddingModel, FittedModel
 from recsys.models.two_stage import ranker, reuse
 from recsys.models.two_stage.candidates import Candidates, candidates
 from recsys.models.two_stage.features import features
-from recsys.models.two_stage.importance import Importance, permutation_importance
-from recsys.models.two_stage.snapshot import Snapshot, label_split
+from recsys.models.two_stage.importance import GROUPS, Importance, permutation_importance
+from recsys.models.two_stage.snapshot import OPTIONAL, RETRIEVERS, Snapshot, label_split
 from recsys.schemas import ITEM_COL, USER_COL
 
 DEFAULT_RETRIEVERS = {"ease": {"l2": 300.0}, "item_knn": {"neighbours": 100, "shrink": 10.0}, "ials": {"factors": 64, "iterations": 15}}
@@ -67,9 +67,12 @@ def labelled_lists(snap: Snapshot, labels: pd.DataFrame, n: int) -> Examples:
 
 
 def retriever_params(params: dict) -> dict[str, dict]:
-    """Each learned retriever's settings: its defaults, then params; iALS takes the model's seed unless they name one."""
-    retrievers = {name: {**DEFAULT_RETRIEVERS.get(name, {}), **params["retrievers"].get(name, {})} for name in DEFAULT_RETRIEVERS}
-    retrievers["ials"] = {"seed": int(params["seed"]), **retrievers["ials"]}
+    """Each learned retriever's settings: its defaults, then params (which add an optional one by naming it,
+    e.g. `seq_two_tower`); iALS and the sequence model take the model's seed unless they name one."""
+    names = [*DEFAULT_RETRIEVERS, *(name for name in OPTIONAL if name in params["retrievers"])]
+    retrievers = {name: {**DEFAULT_RETRIEVERS.get(name, {}), **params["retrievers"].get(name, {})} for name in names}
+    for seeded in {"ials", "seq_two_tower"} & set(retrievers):
+        retrievers[seeded] = {"seed": int(params["seed"]), **retrievers[seeded]}
     return retrievers
 
 
@@ -94,7 +97,11 @@ class Retriever:
 
 
 class TwoStageModel(FittedModel):
-    """Union of the fast retrievers' top `candidates`, reordered by a keras-rs ranker."""
+    """Union of the retrievers' top `candidates`, reordered by a keras-rs ranker.
+
+    The fast retrievers always; the sequence two-tower too when `retrievers` names it (with its
+    settings), at the price of two deep fits per fit: one per window, as for every retriever.
+    """
 
     family = "two_stage"
 
@@ -175,8 +182,9 @@ class TwoStageModel(FittedModel):
         users = np.sort(labels[USER_COL].unique())
         chosen = labels[labels[USER_COL].isin(rng.choice(users, min(max_lists, len(users)), replace=False))]
         lists, weights = labelled_lists(self.snapshot, chosen, int(self.params["candidates"])), ranker.weights(self.keras_model)
+        groups = {group: members for group, members in GROUPS.items() if group not in RETRIEVERS or group in self.snapshot.retrievers}
         return permutation_importance(
-            lambda f: ranker.score(weights, f), lists.features, lists.labels, measured_on, repeats=repeats, seed=int(self.params["seed"])
+            lambda f: ranker.score(weights, f), lists.features, lists.labels, measured_on, groups, repeats=repeats, seed=int(self.params["seed"])
         )
 
     def candidate_recall(self, test: pd.DataFrame) -> float:

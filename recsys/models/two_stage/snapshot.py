@@ -21,9 +21,12 @@ import pandas as pd
 from recsys.models.base import EmbeddingModel
 from recsys.schemas import CATEGORY_COL, ITEM_COL, PRICE_COL, TS_COL, USER_COL
 
-#: The retrievers, in feature order: three learned from co-occurrence, two counts.
-RETRIEVERS = ("ease", "item_knn", "ials", "popularity", "trend")
-MODELS = ("ease", "item_knn", "ials", "popularity")  # the exports a snapshot holds
+#: The retrievers, in feature order: three learned from co-occurrence, the sequence model, two counts.
+RETRIEVERS = ("ease", "item_knn", "ials", "seq_two_tower", "popularity", "trend")
+MODELS = ("ease", "item_knn", "ials", "seq_two_tower", "popularity")  # the exports a snapshot may hold
+#: Fit only when the model's settings name them (a deep fit per window: minutes on CPU); absent, they propose nothing.
+OPTIONAL = ("seq_two_tower",)
+COUNTS = ("popularity", "trend")  # they propose only what they counted: a zero trend is no trend
 ITEM_ARRAYS = ("trend", "days_since_seen", "item_category", "item_log_price")
 USER_ARRAYS = ("history_len", "days_since_active", "recent", "category_share", "user_log_price")  # one row per user
 NEVER_DAYS = 10_000.0  # days since an item was last seen, for an item nobody interacted with
@@ -67,6 +70,11 @@ class Snapshot:
         """The popularity export: vocabularies, counts and seen items every stage shares."""
         return self.models["popularity"]
 
+    @property
+    def retrievers(self) -> tuple[str, ...]:
+        """The retrievers this snapshot holds, in RETRIEVERS order (an optional one only if it was fit)."""
+        return tuple(name for name in RETRIEVERS if name not in OPTIONAL or name in self.models)
+
     @cached_property
     def trained_column(self) -> np.ndarray:
         """Per item: its column in the item-item retrievers, which span the trained items (those with a count) in order."""
@@ -81,7 +89,7 @@ class Snapshot:
         """
         trend = replace(self.base, item_vectors=(self.trend / max(self.trend.max(), 1.0))[:, None], meta={"family": "popularity"})
         whole = {name: self._with_history(model) for name, model in self.models.items()}
-        return {name: trend if name == "trend" else whole[name] for name in RETRIEVERS}
+        return {name: trend if name == "trend" else whole[name] for name in self.retrievers}
 
     def _with_history(self, model: EmbeddingModel) -> EmbeddingModel:
         """An item-item export with its users' binary rows over the trained items restored (others as they are)."""
@@ -108,6 +116,10 @@ class Snapshot:
             "ials": IALSModel(**retrievers.get("ials", {})).fit(history, items).export(),
             "popularity": PopularityModel().fit(history, items).export(),
         }
+        if "seq_two_tower" in retrievers:
+            from recsys.models.seq_two_tower import SeqTwoTowerModel
+
+            models["seq_two_tower"] = SeqTwoTowerModel(**retrievers["seq_two_tower"]).fit(history, items).export()
         base = models["popularity"]
         now = history[TS_COL].max() + pd.Timedelta(seconds=1)
         item = history[ITEM_COL].map(base.item_index).to_numpy()
@@ -147,7 +159,8 @@ class Snapshot:
         with np.load(folder / "snapshot.npz", allow_pickle=False) as arrays:
             fields = {name: arrays[name] for name in arrays.files}
         now = pd.Timestamp(json.loads((folder / "snapshot.json").read_text())["now"])
-        return cls(now=now, models={name: EmbeddingModel.load(folder / name) for name in MODELS}, **fields)
+        models = {name: EmbeddingModel.load(folder / name) for name in MODELS if (folder / name).is_dir()}
+        return cls(now=now, models=models, **fields)
 
     def without_users(self, user_ids: set[str]) -> Snapshot:
         """The same snapshot less every per-user row of `user_ids` (an erasure); item statistics stay until a retrain."""
