@@ -124,9 +124,9 @@ def _packed(name: str, matrix: np.ndarray) -> dict[str, np.ndarray]:
     identity (54 MB): whole, they were near half of a registered two-stage model. Lossless: the
     same array loads back. numpy, not scipy.sparse: the bento that loads it ships no scipy.
     """
-    at = np.flatnonzero(matrix)
-    if len(at) * (at.itemsize + matrix.itemsize) >= matrix.nbytes // 2:
+    if np.count_nonzero(matrix) * (np.dtype(np.intp).itemsize + matrix.itemsize) >= matrix.nbytes // 2:  # counted first: no positions of a dense matrix
         return {name: matrix}
+    at = np.flatnonzero(matrix)
     return {f"{name}_shape": np.array(matrix.shape), f"{name}_at": at, f"{name}_values": matrix.flat[at]}
 
 
