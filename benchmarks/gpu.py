@@ -6,8 +6,7 @@ either backend, so its figures compare. The protocol is `benchmarks/quality.py`'
 temporal split, the seq two-tower with its config (`benchmarks/deep.py`) chooses its epoch count
 on validation (NDCG@10 after each epoch of one fit on train), then is refit on train + validation
 and scored on test (95% bootstrap interval over users). `--epochs N` skips the choice and refits
-with N. The selection is written here rather than taken from `recsys.training.choose_epochs`,
-whose module imports MLflow.
+with N. The selection is the pipeline's own (`recsys.epochs`, which imports no MLflow).
 
 steps/s is the refit's: its epochs after the first (which also compiles the train step), timed
 from the first batch to the last with the loss read back, so the device has finished.
@@ -20,11 +19,10 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from benchmarks.deep import deep_config
 from recsys.data.ingest import load_dataset
 from recsys.data.split import temporal_user_split
+from recsys.epochs import SELECTION_METRIC, choose_epochs
 from recsys.evaluation import BOOTSTRAP, evaluate
 from recsys.models.base import EmbeddingModel
 from recsys.models.families import FAMILIES
@@ -54,17 +52,6 @@ class Result:
             f"steps/s={self.steps_per_s:.1f} refit={self.refit_s:.1f}s test NDCG@10={m['ndcg_at_10']:.4f} "
             f"[{m['ndcg_at_10_lo']:.4f}, {m['ndcg_at_10_hi']:.4f}] Recall@20={m['recall_at_20']:.4f}"
         )
-
-
-def _choose_epochs(config: dict, train, val, items, max_users: int | None, seed: int) -> list[float]:
-    """Validation NDCG@10 after each epoch of one fit on train (the model's own epoch hook)."""
-    curve: list[float] = []
-
-    def score(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
-        curve.append(evaluate(model, val, ks=(10,), max_users=max_users, seed=seed)["ndcg_at_10"])
-
-    FAMILIES["seq_two_tower"].build(get_settings(), config, score)[0].fit(train, items, val)
-    return curve
 
 
 def _timed_refit(config: dict, train_val, items) -> tuple[EmbeddingModel, int, list[float], float]:
@@ -97,8 +84,10 @@ def run(name: str, epochs: int | None) -> Result:
     data = load_dataset(name, settings.shared_data_dir)
     split = temporal_user_split(data.interactions)
     config = deep_config(name)
-    curve = [] if epochs else _choose_epochs(config, split.train, split.val, data.items, settings.eval_max_users, settings.seed)
-    chosen = epochs or int(np.argmax(curve)) + 1
+    chosen, curve = epochs, []
+    if not epochs:
+        _, chosen, history = choose_epochs("seq_two_tower", settings, config, split, data.items)
+        curve = history[f"val_{SELECTION_METRIC}"]
     exported, steps, seconds, refit_s = _timed_refit({**config, "epochs": chosen}, split.train_val, data.items)
     rate = steps / statistics.median(seconds[1:] or seconds)
     test = evaluate(exported, split.test, bootstrap=BOOTSTRAP)

@@ -26,13 +26,13 @@ from benchmarks.deep import deep_config
 from recsys.cost import Meter
 from recsys.data.ingest import Dataset, load_dataset
 from recsys.data.split import Split, temporal_user_split
+from recsys.epochs import choose_epochs
 from recsys.evaluation import evaluate, recommend_ids
 from recsys.models.base import Recommender
 from recsys.models.families import FAMILIES
 from recsys.models.two_stage.reuse import reusing
 from recsys.schemas import USER_COL
 from recsys.settings import get_settings
-from recsys.training import choose_epochs
 from recsys.tuning import grid, refit_score, search, validation_objective
 
 DATASETS = ("online-retail", "ml-100k", "ml-latest-small")

@@ -18,6 +18,8 @@ from prefect.events import emit_event
 from recsys import registry
 from recsys.data.ingest import load_dataset
 from recsys.data.split import count_between
+from recsys.models.base import EmbeddingModel
+from recsys.models.two_stage import served
 from recsys.monitoring.drift import DriftResult, drift_report
 from recsys.monitoring.features import add_cost, add_coverage, add_embedding_drift, request_features, served_centroid
 from recsys.monitoring.policy import NewData, PolicyConfig, WindowCheck, judge_window
@@ -35,18 +37,23 @@ def reference_window(dataset: str):
     current = registry.champion(settings)
     if current is None:
         raise RuntimeError("no champion to monitor yet: run the pipeline first")
-    model = registry.load_version(settings, current)
+    export = registry.download_export(settings, current)  # once: the lists are ranked from it, the drift measured beside it
+    model, searched = EmbeddingModel.load(export), served.searched_beside(export)
     cut = model.meta["train_until"]
     data = load_dataset(dataset, settings.shared_data_dir, cut)
     records = reference_records(model, data.interactions, cut)
-    centroid = served_centroid(records, model.item_index, model.item_vectors)
+    centroid = served_centroid(records, searched.item_index, searched.item_vectors)
     reference = add_embedding_drift(add_coverage(request_features(records), records, model.n_items), centroid, centroid)
-    return reference, cut, current, model, centroid
+    return reference, cut, current, model, searched, centroid
 
 
 @task(cache_policy=NO_CACHE)
-def compare(reference, window: int, model, reference_centroid) -> tuple[DriftResult, str, float | None]:
-    """Drift of the latest `window` requests against the reference, with their online quality."""
+def compare(reference, window: int, model, searched, reference_centroid) -> tuple[DriftResult, str, float | None]:
+    """Drift of the latest `window` requests against the reference, with their online quality.
+
+    The embedding drift is measured in `searched`, the vectors the service searches: a two-stage
+    model's export has identity item vectors (a score table), whose centroid would only count items.
+    """
     settings = get_settings()
     records = read_request_log(settings.request_log, last_n=window)
     hits = online_hits(records, settings.events_log)
@@ -55,7 +62,7 @@ def compare(reference, window: int, model, reference_centroid) -> tuple[DriftRes
     end = window_end(records)
     html = settings.reports_dir / f"drift-{end.replace(':', '')}.html"
     current = add_cost(add_coverage(request_features(records), records, model.n_items), settings.price_per_core_hour)
-    centroid = served_centroid(records, model.item_index, model.item_vectors)
+    centroid = served_centroid(records, searched.item_index, searched.item_vectors)
     current = add_embedding_drift(current, centroid, reference_centroid)
     result = drift_report(reference, current, html, settings.evidently_workspace, timestamp=datetime.fromisoformat(end))
     return result, end, None if hits is None else float(hits.mean())
@@ -80,8 +87,8 @@ def monitor(dataset: str = "online-retail", window: int | None = None) -> Window
     """
     settings = get_settings()
     logger = get_run_logger()
-    reference, cut, version, model, reference_centroid = reference_window(dataset)
-    result, end, hit_rate = compare(reference, window or settings.window_size, model, reference_centroid)
+    reference, cut, version, model, searched, reference_centroid = reference_window(dataset)
+    result, end, hit_rate = compare(reference, window or settings.window_size, model, searched, reference_centroid)
     check = judge_window(
         result,
         PolicyConfig.from_settings(settings),

@@ -37,21 +37,29 @@ EXPORT_ARTIFACT = "export"
 
 
 class RecsysPyfunc(mlflow.pyfunc.PythonModel):
-    """Top-k recommendations from an EmbeddingModel, for `mlflow models serve` and batch use."""
+    """Top-k recommendations from an EmbeddingModel, for `mlflow models serve` and batch use.
+
+    A two-stage model is ranked per request from its stage-two artifact, as the service ranks
+    it (`StageTwo`), rather than read from its export's score table, frozen at training time.
+    """
+
+    LOADED = ("model", "stage_two")
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.model = EmbeddingModel.load(Path(context.artifacts[EXPORT_ARTIFACT]))
+        stage_two = context.artifacts.get(served.ARTIFACT)
+        self.stage_two = served.StageTwo.load(Path(stage_two)) if stage_two else None
+        self.model = self.stage_two.model if self.stage_two is not None else EmbeddingModel.load(Path(context.artifacts[EXPORT_ARTIFACT]))
 
     def __getstate__(self) -> dict:
-        """Pickle without the loaded model: MLflow pickles this object after trying the input
-        example on it, and the arrays (user ids among them) belong in `export/` alone, where an
+        """Pickle without what was loaded: MLflow pickles this object after trying the input
+        example on it, and the arrays (user ids among them) belong in the artifacts alone, where an
         erasure finds them (recsys.privacy)."""
-        return {name: value for name, value in self.__dict__.items() if name != "model"}
+        return {name: value for name, value in self.__dict__.items() if name not in self.LOADED}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from recsys.serving.logic import recommend_one
 
-        rows = [recommend_one(self.model, str(r.user_id), int(getattr(r, "k", 10))) for r in model_input.itertuples()]
+        rows = [recommend_one(self.model, str(r.user_id), int(getattr(r, "k", 10)), stage_two=self.stage_two) for r in model_input.itertuples()]
         return pd.DataFrame(
             {
                 "user_id": model_input["user_id"].astype(str),

@@ -21,7 +21,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
@@ -30,13 +29,13 @@ from recsys import registry, reporting
 from recsys.cost import Cost, Meter
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
+from recsys.epochs import choose_epochs
 from recsys.evaluation import BOOTSTRAP, evaluate, metric_curve
 from recsys.models import families
-from recsys.models.base import EmbeddingModel, Recommender, titles_for
+from recsys.models.base import Recommender, titles_for
 from recsys.schemas import TS_COL
 from recsys.settings import Settings
 
-SELECTION_METRIC = "ndcg_at_10"
 PROTOCOL = "standard: configuration and epochs chosen on validation, refit on train+validation, scored on test"
 SCHEMA_SAMPLE = 1000  # rows the logged dataset's schema is inferred from
 
@@ -165,37 +164,6 @@ def fit_by_protocol(
     model, _ = families.by_name(family).build(settings, params)
     model.fit(split.train_val, items)
     return Fitted(model, selection, chosen, history)
-
-
-def choose_epochs(
-    family: str,
-    settings: Settings,
-    params: dict | None,
-    split: Split,
-    items: pd.DataFrame,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-) -> tuple[Recommender, int, dict[str, list[float]]]:
-    """One fit on train, validation scored after each epoch: the fitted model, the best epoch count, the curves."""
-    history: dict[str, list[float]] = {}
-    sample = {"max_users": settings.eval_max_users, "seed": settings.seed}
-
-    def epoch_end(epoch: int, logs: dict[str, float], model: EmbeddingModel) -> None:
-        val = evaluate(model, split.val, ks=(10,), **sample)
-        step = {**logs, "val_ndcg_at_10": val["ndcg_at_10"], "val_recall_at_10": val["recall_at_10"]}
-        for name, value in step.items():
-            history.setdefault(name, []).append(value)
-        if on_epoch is not None:
-            on_epoch(epoch, step)
-
-    selection, _ = families.by_name(family).build(settings, params, epoch_end)
-    selection.fit(split.train, items, split.val)
-    return selection, chosen_epochs(history), history
-
-
-def chosen_epochs(history: dict[str, list[float]]) -> int:
-    """The epoch count whose validation NDCG@10 was best (the first of ties; all epochs without a curve)."""
-    curve = history.get(f"val_{SELECTION_METRIC}", [])
-    return int(np.argmax(curve)) + 1 if curve else len(history.get("loss", [])) or 1
 
 
 def train_until(dataset: Dataset) -> pd.Timestamp:

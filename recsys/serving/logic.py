@@ -48,11 +48,17 @@ class Query:
     forgotten: bool = False  # an erased user (recsys.privacy): answered like a stranger, logged without an id
 
 
-def recommend_one(model: EmbeddingModel, user_id: str, k: int, exclude_seen: bool = True) -> Recommendation:
-    """Top-k (item id, score) pairs for one user by exact scoring, or the popularity fallback."""
+def recommend_one(model: EmbeddingModel, user_id: str, k: int, exclude_seen: bool = True, stage_two: two_stage.StageTwo | None = None) -> Recommendation:
+    """Top-k (item id, score) pairs for one user by exact scoring, or the popularity fallback.
+
+    With a two-stage model's `stage_two` (and `model` its searched export, as `ServingModel` holds
+    them), a known user is ranked by both stages, as the service ranks them.
+    """
     user = model.user_index.get(user_id)
     if user is None:
         return _fallback(model, k)
+    if stage_two is not None:
+        return _answer(model, user, *stage_two.rank(user, k, exclude_seen), explain=False)
     top_rows, score_rows = model.recommend(np.array([user]), k, exclude_seen)
     return _answer(model, user, top_rows[0], score_rows[0], explain=False)
 

@@ -63,3 +63,18 @@ def test_the_deep_model_and_the_ranker_train_under_jax_without_tensorflow() -> N
     assert len(loss) == 3 and loss[-1] < loss[0] - 0.3, loss  # it learns (in-batch softmax over 256 starts near ln 256 = 5.5)
     assert result["finite"] and result["users"] > 0
     assert result["ranker_pair_accuracy"] > 0.9, result  # 0.5 is chance
+
+
+def test_the_gpu_benchmark_chooses_epochs_without_mlflow() -> None:
+    """The GPU machine has no MLflow (nor TensorFlow): the benchmark and the epoch choice it shares import neither."""
+    blocked = "import sys\nfor name in ('mlflow', 'tensorflow'): sys.modules[name] = None\n"
+    child = subprocess.run(
+        [sys.executable, "-c", blocked + "import benchmarks.gpu as gpu; print(gpu.choose_epochs.__module__)"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.split() == ["recsys.epochs"]

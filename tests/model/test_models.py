@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from recsys.data.ingest import Dataset
@@ -42,3 +44,15 @@ def test_export_round_trips_without_pickle(tmp_path, synthetic: Dataset, synthet
     users = np.arange(5)
     assert np.array_equal(model.recommend(users, 5)[0], loaded.recommend(users, 5)[0])
     assert loaded.meta["family"] == "popularity"
+
+
+def test_mostly_zero_item_vectors_are_saved_small_and_load_back_the_same(tmp_path, synthetic: Dataset, synthetic_split: Split) -> None:
+    model = PopularityModel().fit(synthetic_split.train, synthetic.items).export()
+    identity = replace(model, item_vectors=np.eye(model.n_items, dtype=np.float32))  # a two-stage export's item vectors
+    for whole in (model, identity):
+        loaded = EmbeddingModel.load(whole.save(tmp_path / str(whole.item_vectors.shape[1])))
+        assert loaded.item_vectors.dtype == whole.item_vectors.dtype and np.array_equal(loaded.item_vectors, whole.item_vectors)
+    with np.load(tmp_path / str(model.n_items) / "arrays.npz") as saved:
+        assert "item_vectors" not in saved.files and saved["item_vectors_values"].nbytes == 4 * model.n_items  # the ones only
+    with np.load(tmp_path / "1" / "arrays.npz") as saved:
+        assert "item_vectors" in saved.files  # popularity's vector is nonzero: saved whole

@@ -1,14 +1,20 @@
 """The two-stage model served per request: the service's lists are the export's, one user or a
-batch, explained, searchable, and an erasure leaves nothing of the user in what it serves from."""
+batch, explained, searchable, and an erasure leaves nothing of the user in what it serves from;
+`mlflow models serve` ranks as the service does, and the monitor measures drift in the vectors it searches."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 
+from recsys import registry
+from recsys.data.ingest import Dataset
 from recsys.data.split import temporal_user_split
 from recsys.data.synthetic import make_synthetic
 from recsys.models import families
@@ -17,13 +23,19 @@ from recsys.models.two_stage.served import ARTIFACT, StageTwo
 from recsys.privacy import _mentions, _scrub_model_folder
 from recsys.serving.arms import Deployment, score_shadow, serve
 from recsys.serving.logic import Query, ServingModel
+from recsys.settings import Settings
+from recsys.training import train_until
 
 SMALL = {"ease": {"l2": 100.0}, "item_knn": {"neighbours": 30}, "ials": {"factors": 8, "iterations": 5}}
 
 
+def shop() -> Dataset:
+    return make_synthetic(n_users=120, n_items=80, events_per_user=20, seed=3)
+
+
 @pytest.fixture(scope="module")
 def fitted() -> TwoStageModel:
-    data = make_synthetic(n_users=120, n_items=80, events_per_user=20, seed=3)
+    data = shop()
     model = TwoStageModel(candidates=12, retrievers=SMALL, ranker_epochs=2).fit(temporal_user_split(data.interactions).train_val, data.items)
     model.export().item_titles = np.array([f"title of {i}" for i in model.export().item_ids])  # as training sets them
     return model
@@ -118,3 +130,37 @@ def test_an_erasure_leaves_nothing_of_the_user_in_what_the_service_ranks_from(fo
     after = load(copy)
     assert after.recommend([Query(gone, 10)])[0].fallback
     assert after.recommend([Query(kept, 10)]) == served.recommend([Query(kept, 10)])  # everyone else as before
+
+
+def test_mlflow_models_serve_ranks_each_request_as_the_service(fitted: TwoStageModel, folder: Path, served: ServingModel, settings: Settings) -> None:
+    """The logged pyfunc (what `mlflow models serve` loads) ranks from the stage-two artifact, not the frozen score table."""
+    export = fitted.export()
+    registry.configure(settings)
+    with mlflow.start_run():
+        uri = registry.log_model(export, {ARTIFACT: folder / "artifacts" / ARTIFACT})
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    assert pyfunc.unwrap_python_model().stage_two is not None
+    users = export.user_ids[:8].tolist()
+    out = pyfunc.predict(pd.DataFrame({"user_id": [*users, "nobody"], "k": 10}))
+    top, _ = export.recommend(np.array([export.user_index[u] for u in users]), k=10)
+    assert out["items"].tolist()[:-1] == export.item_ids[top].tolist()
+    answers = served.recommend([Query(u, 10) for u in [*users, "nobody"]])
+    assert out["scores"].tolist() == [[s for _, s in a.items] for a in answers]  # the service's scores too
+    assert out["fallback"].tolist() == [False] * len(users) + [True]
+
+
+def test_a_two_stage_champions_embedding_drift_is_measured_in_its_ials_vectors(
+    fitted: TwoStageModel, folder: Path, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import monitor
+
+    data, export = shop(), shutil.copytree(folder, tmp_path / "model") / "artifacts" / "export"
+    meta = json.loads((export / "meta.json").read_text())  # training sets the cut
+    (export / "meta.json").write_text(json.dumps({**meta, "train_until": str(train_until(data))}))
+    monkeypatch.setattr(monitor.registry, "champion", lambda settings: "1")
+    monkeypatch.setattr(monitor.registry, "download_export", lambda settings, version: export)
+    monkeypatch.setattr(monitor, "load_dataset", lambda *args: data)
+    reference, _, _, model, searched, centroid = monitor.reference_window.fn("shop")
+    assert model.n_items == 80 and searched.meta["family"] == "ials"
+    assert centroid.shape == (8,)  # the iALS factors: the score table's identity vectors would give one per item
+    assert reference["embedding_drift"].eq(0.0).all()
