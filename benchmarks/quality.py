@@ -11,7 +11,8 @@ take the baselines' chosen configurations; its candidate recall@N on test is the
 Beside quality, what each costs: the refit's CPU seconds and the CPU microseconds per user of
 ranking (`--plot` draws quality against training cost with each dataset's Pareto front). Also
 measured: training steps/s through the real tf.data pipeline over the same steps on cached
-tensors (interleaved rounds, the shuffle buffer's fill untimed: `SeqTwoTowerModel.pipeline_ratio`). Run: `make bench-quality` (`--datasets` for a subset).
+tensors (interleaved rounds, the shuffle buffer's fill untimed: `SeqTwoTowerModel.pipeline_ratio`). Run: `make bench-quality` (`--datasets` for a subset,
+`--deep-retriever` to put the sequence two-tower in the two-stage union).
 """
 
 from __future__ import annotations
@@ -69,16 +70,19 @@ def _deep_epochs(name: str, data: Dataset, split: Split) -> tuple[int, float, li
     return epochs, max(curve), [f"    seq_two_tower val_ndcg@10 by epoch {[round(v, 4) for v in curve]} -> {epochs} epochs"]
 
 
-def _two_stage(name: str, data: Dataset, split: Split, rows: dict[str, Row]) -> tuple[Row, list[str]]:
+def _two_stage(name: str, data: Dataset, split: Split, rows: dict[str, Row], deep_retriever: bool) -> tuple[Row, list[str]]:
     """The two-stage model over the tuned baselines: N chosen on validation, refit on train + validation, test.
 
     Its retrievers take the configurations the baselines chose on validation (and iALS their
     seed), so the ranker is judged on what it adds to them; N (each retriever's top N joins the union) is searched on
     validation like any family's grid. Also reported: candidate recall@N on test, its ceiling.
+    With `deep_retriever` the sequence two-tower joins the union, with the epochs it chose.
     """
     settings, start = get_settings(), time.perf_counter()
     retrievers = {family: rows[family].config for family in BASELINES}
     retrievers["ials"] = {**retrievers["ials"], "seed": settings.seed}  # the baseline's own fit, whatever the ranker's seed
+    if deep_retriever:  # the sequence model joins the union with the configuration it chose, fit per window (minutes each)
+        retrievers["seq_two_tower"] = {**rows["seq_two_tower"].config, "seed": settings.seed}
     configs = [{**config, "retrievers": retrievers} for config in grid(FAMILIES["two_stage"].grid)]
     trials = search(configs, validation_objective("two_stage", data, split, settings))
     model, _ = FAMILIES["two_stage"].build(settings, trials[0].params)
@@ -128,13 +132,13 @@ class Bench:
     best_ndcgs: list[float]  # its test NDCG@10 refit with each of SEEDS
 
 
-def bench(name: str) -> Bench:
+def bench(name: str, deep_retriever: bool = False) -> Bench:
     """One dataset: every family chosen, refit and scored; the two-stage retrievers fit once per window (`reusing`)."""
     with reusing():
-        return _bench(name)
+        return _bench(name, deep_retriever)
 
 
-def _bench(name: str) -> Bench:
+def _bench(name: str, deep_retriever: bool) -> Bench:
     settings = get_settings()
     data = load_dataset(name, settings.shared_data_dir)
     split = temporal_user_split(data.interactions)
@@ -149,14 +153,14 @@ def _bench(name: str) -> Bench:
         rows[family] = Row(params, val, *_refit(FAMILIES[family].build(settings, params)[0], data, split), time.perf_counter() - start)
         lines += grid_lines
         print(f"  {name} {family}: {rows[family].seconds:.1f}s", flush=True)
-    rows["two_stage"], stage_lines = _two_stage(name, data, split, rows)
-    lines += stage_lines
     start = time.perf_counter()
     epochs, val, deep_lines = _deep_epochs(name, data, split)
     deep, _ = FAMILIES["seq_two_tower"].build(settings, {**deep_config(name), "epochs": epochs})
     rows["seq_two_tower"] = Row({**deep_config(name), "epochs": epochs}, val, *_refit(deep, data, split), time.perf_counter() - start)
     lines += deep_lines
     print(f"  {name} seq_two_tower: {rows['seq_two_tower'].seconds:.1f}s", flush=True)
+    rows["two_stage"], stage_lines = _two_stage(name, data, split, rows, deep_retriever)
+    lines += stage_lines
     pipeline = None
     if name == PIPELINE_DATASET:
         speed = deep.pipeline_ratio(PIPELINE_STEPS)
@@ -219,11 +223,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset of " + ", ".join(DATASETS))
     parser.add_argument("--plot", type=Path, default=None, help="write the quality-against-cost plot here (PNG)")
+    parser.add_argument("--deep-retriever", action="store_true", help="the two-stage union includes the sequence two-tower (four more deep fits per dataset)")
     args = parser.parse_args()
     names = args.datasets.split(",")
     ratios, eases, pipeline, results = {}, {}, None, {}
     for name in names:
-        result = bench(name)
+        result = bench(name, args.deep_retriever)
         rows, best_family = result.rows, result.best
         results[name] = rows
         pipeline = result.pipeline if result.pipeline is not None else pipeline
