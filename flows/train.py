@@ -18,11 +18,11 @@ ModelFamily = Literal[families.NAMES]  # type: ignore[valid-type]
 
 
 @task(retries=2, retry_delay_seconds=5)
-def fit_and_log(dataset: str, train_until: str | None, family: str, epochs: int | None, validation: dict | None) -> dict:
+def fit_and_log(dataset: str, train_until: str | None, family: str, epochs: int | None, validation: dict | None, params: dict | None = None) -> dict:
     settings = get_settings()
     data = load_dataset(dataset, settings.shared_data_dir, train_until)
-    params = {"epochs": epochs} if epochs else None
-    result = train(data, temporal_user_split(data.interactions), settings, family, validation, families.by_name(family).candidate, params)
+    params = (params or {}) | ({"epochs": epochs} if epochs else {})
+    result = train(data, temporal_user_split(data.interactions), settings, family, validation, families.by_name(family).candidate, params or None)
     return asdict(result)
 
 
@@ -33,6 +33,7 @@ def train_model(
     family: ModelFamily = "two_tower",
     epochs: int | None = None,
     validation: dict | None = None,
+    params: dict | None = None,
 ) -> dict:
     """Train `family` on the data before `train_until`; candidates are registered (popularity, the baseline, is only logged).
 
@@ -42,5 +43,7 @@ def train_model(
         family: the model family to fit
         epochs: training epochs (neural families); empty for the configured default
         validation: the GX gate's result to attach to the run, if any
+        params: the family's hyper-parameters over its defaults, e.g. {"retrievers": {"seq_two_tower": {"epochs": 3}}}
+            puts the sequence two-tower in a two-stage union; empty for the defaults
     """
-    return fit_and_log(dataset, train_until, family, epochs, validation)
+    return fit_and_log(dataset, train_until, family, epochs, validation, params)
