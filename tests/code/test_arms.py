@@ -147,7 +147,8 @@ def test_the_shadow_scores_its_share_of_requests_only(champion: ServingModel, sh
         writer = ShadowWriter(log, share, capacity=len(qs))
         writer.append(deployed, qs, lines)
         writer.close()
-        scored = [logged(log)[i].shadow_items is not None for i in ids]
+        lines_back = logged(log)
+        scored = [lines_back[i].shadow_items is not None for i in ids]
         assert scored == (sampled if deployed.shadow else [False] * len(qs))
 
 
