@@ -200,13 +200,13 @@ class ShadowWriter:
                 return
 
     def _write(self, answered: list[Answered]) -> None:
-        """One search per shadow (a reload may have swapped it while these waited), then their lines."""
+        """One search per shadow (a reload may have swapped it while these waited), then their lines in one write."""
         by_shadow: dict[int, list[Answered]] = {}
         for a in answered:
             by_shadow.setdefault(id(a.shadow), []).append(a)
         for group in by_shadow.values():
-            for a, score in zip(group, score_shadow(group[0].shadow, [a.query for a in group])):
-                self.log.append(with_shadow(a.line, score))
+            scores = score_shadow(group[0].shadow, [a.query for a in group])
+            self.log.append(*(with_shadow(a.line, score) for a, score in zip(group, scores)))
 
 
 def record(request_id: str, served_at: str, event_time: str | None, pseudonym: str | None, query: Query, served: Served, cpu_us: float) -> RequestRecord:
