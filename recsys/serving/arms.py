@@ -143,17 +143,20 @@ class ShadowWriter:
 
     Why: scored inside the request, the shadow cost about as much as the answer on a CPU-bound
     service (throughput with it on 0.66 of without). Here a sampled answer's line waits in a
-    bounded queue; one thread per worker takes what has queued (up to `batch` answers), ranks
-    them with one batched `recommend` of the shadow, which costs a user far less than a search
-    of its own, and writes each line with the shadow's list under the answer's request id. The
-    answer never waits: a line the full queue refuses is written at once without the shadow's
-    list and counted as dropped, and lines the shadow does not sample are written at once.
-    A sampled line lands once the shadow has scored it (milliseconds), not before the answer
-    returns; `close` writes all that is queued, so a worker that stops loses none.
+    bounded queue; one thread per worker wakes on the first, lets more gather for `linger_s`,
+    takes what has queued (up to `batch` answers), ranks them with one batched `recommend` of
+    the shadow and writes their lines, each with the shadow's list under the answer's request id,
+    in one write: a batch pays one wake-up, one search call and one write, and contends for the
+    GIL with the answers' event loop once rather than once per answer. The answer never waits:
+    a line the full queue refuses is written at once without the shadow's list and counted as
+    dropped, and lines the shadow does not sample are written at once. A sampled line lands once
+    the shadow has scored it (tens of milliseconds), not before the answer returns; `close`
+    writes all that is queued, so a worker that stops loses none (one killed outright loses
+    what waited).
     """
 
-    def __init__(self, log: RequestLog, share: float, capacity: int, batch: int = MAX_BATCH) -> None:
-        self.log, self.share, self.batch = log, share, batch
+    def __init__(self, log: RequestLog, share: float, capacity: int, batch: int = MAX_BATCH, linger_s: float = 0.01) -> None:
+        self.log, self.share, self.batch, self.linger_s = log, share, batch, linger_s
         self._omp_threads = faiss.omp_get_max_threads()  # the creating thread's: the service sets one
         self._queue: queue.Queue[Answered | None] = queue.Queue(capacity)  # None: the last, from close
         self._thread = threading.Thread(target=self._run, name="recsys-shadow", daemon=True)
@@ -184,6 +187,8 @@ class ShadowWriter:
         faiss.omp_set_num_threads(self._omp_threads)
         while True:
             taken = [self._queue.get()]
+            if taken[-1] is not None:  # let more gather: a batch costs one wake-up, one search and one write
+                time.sleep(self.linger_s)
             while taken[-1] is not None and len(taken) < self.batch:
                 try:
                     taken.append(self._queue.get_nowait())
