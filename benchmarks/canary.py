@@ -24,9 +24,9 @@ loop's windows (300 visits) would leave the canary's tenth with 15-30 users, so 
 are 800 visits (about 650 users, 45-80 of them in the canary's arm).
 
 Last, the shadow's cost: the service's /recommend throughput under wrk (c=16) with a shadow
-deployed (the trained version that is not serving, scoring every request, in batches off the
-answers' path: recsys.serving.arms.ShadowWriter) over without, alternated in rounds on one
-running service; the median of the rounds' ratios.
+deployed (the champion's own version, whichever it is by then, so a shadow exactly as dear as the
+answer, scoring every request in batches off the answers' path: recsys.serving.arms.ShadowWriter)
+over without, alternated in rounds on one running service; the median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def main() -> None:
         print(f"\nchampion after both: v{now_champion}")
         users = visits(autumn)[USER_COL].astype(str).drop_duplicates().sample(500, random_state=0)
         bodies = [f'{{"user_id": "{u}", "k": 10}}' for u in users]
-        shadow = better if now_champion == champion else champion  # the trained version that is not serving
+        shadow = now_champion  # its own version as its shadow, as in bench-serving: a shadow as dear as the answer
         print(f"shadow overhead: v{shadow} as shadow (share {settings.shadow_share}), {args.rounds} rounds of {args.seconds} s, wrk c=16")
         overhead = shadow_overhead(settings, shadow, bodies, args.rounds, args.seconds)
         errors = arms_since(settings, "1970-01-01T00:00:00+00:00").canary.errors
