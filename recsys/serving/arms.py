@@ -194,13 +194,11 @@ class ShadowWriter:
                     taken.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            answered = [a for a in taken if a is not None]
             try:
-                self._write([a for a in taken if a is not None])
+                self._write(answered)
             except Exception as exc:  # a line it cannot write (a full disk): the thread must go on for the next ones
-                print(f"recsys: {len(taken)} request-log line(s) with the shadow's lists not written: {exc!r}", file=sys.stderr, flush=True)
-            finally:
-                for _ in taken:
-                    self._queue.task_done()
+                print(f"recsys: {len(answered)} request-log line(s) with the shadow's lists not written: {exc!r}", file=sys.stderr, flush=True)
             if taken[-1] is None:
                 return
 
