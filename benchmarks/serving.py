@@ -9,7 +9,10 @@ BentoML's own minimum (`benchmarks/bento_min.py`: a BentoML service answering a 
 and a bare Starlette floor (informational). wrk drives one at a time at concurrency 16, in
 interleaved rounds (every server, then every server again, ...) so that a load change on a
 shared machine hits all alike; each figure is the median over rounds. In each round wrk also
-sends /recommend_batch (64 users a request, k=10) to our service.
+sends /recommend_batch (64 users a request, k=10) to our service. The shadow scores answers in
+batches on a thread of its own, off their path (recsys.serving.arms.ShadowWriter); the run says how
+many answers it logged without the shadow's list because its queue was full (`--shadow-only`
+measures just the shadow's cost: the two services, nothing else).
 Beside requests/s it reads each server's CPU time per request from /proc (its whole process
 tree): time the server spent, not time it waited for a core, which holds on a busy machine.
 The floor and BentoML's minimum answer the bytes of a real /recommend answer.
@@ -159,7 +162,8 @@ def log_ids(path: Path) -> list[str]:
 
 
 def answered_by_server(url: str) -> int:
-    """Users the service says it answered (and logged: the counter moves after the log line is written)."""
+    """Users the service says it answered (and logged: the counter moves once the log line is written, or queued
+    for the shadow, whose lines are all written when the service stops, before the log is read)."""
     return round(sum(float(n) for n in ANSWERED.findall(httpx.get(f"{url}/metrics").text)))
 
 
@@ -170,6 +174,37 @@ def deploy_shadow(settings: Settings) -> None:
     version = registry.champion(settings)
     deployed = challengers.deploy(settings, version, "shadow")
     print(f"shadow: version {version} deployed as {deployed.bento_tag} (share {settings.shadow_share})")
+
+
+def start_shadow_on(stack: ExitStack, settings: Settings, env: dict[str, str], port: int) -> tuple[str, int]:
+    """Deploy the shadow and start a second service that loads it, in a store of its own; its URL and pid.
+
+    A service started before the deployment loaded no shadow and never reloads: it stays "off".
+    """
+    deploy_shadow(settings)
+    store = settings.home / "bentoml-shadow"  # the store with the shadow in it, copied after the deployment
+    shutil.copytree(settings.bentoml_home / "models", store / "models")
+    spec = platform.bentoml_server(settings.model_copy(update={"serve_port": port}))
+    pid = stack.enter_context(server("shadow-on", spec.command, spec.health_url, {**env, "BENTOML_HOME": str(store)}, settings.run_dir / "bentoml-shadow.log"))
+    return spec.url, pid
+
+
+def drive_rounds(targets: list[Target], rounds: int, seconds: int) -> dict[str, wrk.WrkResult]:
+    """A warm-up run of each target, then `rounds` interleaved rounds of all of them; each one's medians."""
+    for t in targets:  # connection pools, lazy imports, caches
+        wrk.run(t.url, t.script, t.concurrency, 2)
+    for round_ in range(rounds):
+        for t in targets:
+            result = t.drive(seconds)
+            print(f"{result.row(t.name)}  cpu {t.cpu[-1]:>6.0f} us/req  (round {round_ + 1})", flush=True)
+    return {t.name: t.result() for t in targets}
+
+
+def shadow_dropped(url: str) -> str:
+    """How many answers the shadow-on service says it answered, and of those how many it logged without the shadow's list."""
+    metrics = httpx.get(f"{url}/metrics").text
+    dropped = re.findall(r"^recsys_shadow_dropped_total ([0-9.e+]+)", metrics, re.MULTILINE)
+    return f"{round(float(dropped[0])) if dropped else 0} of {answered_by_server(url)} answers logged without the shadow's list (its queue full)"
 
 
 def two_stage_latency(settings: Settings, users: int = 1000) -> str:
@@ -210,6 +245,23 @@ def two_stage_latency(settings: Settings, users: int = 1000) -> str:
     )
 
 
+def shadow_only(settings: Settings, env: dict[str, str], bodies: list[str], args: argparse.Namespace) -> None:
+    """Only the shadow's cost: our service without a shadow and one with it, side by side, in interleaved rounds."""
+    with ExitStack() as stack:
+        spec = platform.bentoml_server(settings)
+        bento_pid = stack.enter_context(server("bentoml", spec.command, spec.health_url, env, settings.run_dir / "bentoml.log"))
+        shadow_url, shadow_pid = start_shadow_on(stack, settings, env, args.port + 4)
+        script = wrk.lua_script(bodies, "/recommend")
+        targets = [Target("bentoml", spec.url, script, bento_pid), Target("shadow-on", shadow_url, script, shadow_pid)]
+        print(f"setup: {WORKERS} worker per service, wrk c={CONCURRENCY}, {args.rounds} interleaved rounds of {args.seconds} s runs, medians", flush=True)
+        res = drive_rounds(targets, args.rounds, args.seconds)
+        print(f"shadow-on: {shadow_dropped(shadow_url)}")
+    for t in targets:
+        print(f"{res[t.name].row(t.name)}  cpu {t.cpu_us():>6.0f} us/req")
+    errors = sum(r.errors for r in res.values())
+    print(f"serving: shadow-on/off={ratio(res['shadow-on'].rps, res['bentoml'].rps):.2f} errors={errors}")
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -221,6 +273,7 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=int, default=20, help="of the half-load and the overload runs")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: settings)")
     parser.add_argument("--two-stage-only", action="store_true", help="measure only the two-stage model's in-process latency")
+    parser.add_argument("--shadow-only", action="store_true", help="measure only /recommend with a shadow on and off (shadow-on/off)")
     parser.add_argument("--port", type=int, default=3700, help="BentoML's port; mlflow, the floor, BentoML's minimum, the shadow-on service take the next four")
     args = parser.parse_args()
 
@@ -247,7 +300,10 @@ def main() -> None:
     env = {**os.environ, **platform.server_env(settings), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RECSYS_SERVE_WORKERS": str(WORKERS)}
     logs = settings.run_dir
     logs.mkdir(parents=True, exist_ok=True)
-    bento_url, mlflow_url, floor_url, minimum_url, shadow_url = (f"http://127.0.0.1:{args.port + i}" for i in range(5))
+    if args.shadow_only:
+        shadow_only(settings, env, bodies, args)
+        return
+    bento_url, mlflow_url, floor_url, minimum_url = (f"http://127.0.0.1:{args.port + i}" for i in range(4))
     floor_body = logs / "floor-body.json"
 
     with ExitStack() as stack:
@@ -289,12 +345,7 @@ def main() -> None:
         # counts of answered requests would be wiped and mixed.
         minimum_env = {**floor_env, "BENTOML_HOME": str(home / "bentoml-min")}
         minimum_pid = stack.enter_context(server("bento-min", minimum_cmd, f"{minimum_url}/readyz", minimum_env, logs / "bento-min.log"))
-        deploy_shadow(settings)  # the service started above loaded no shadow and never reloads: it stays "off"
-        shadow_store = home / "bentoml-shadow"  # the store with the shadow in it, copied after the deployment
-        shutil.copytree(settings.bentoml_home / "models", shadow_store / "models")
-        shadow_spec = platform.bentoml_server(settings.model_copy(update={"serve_port": args.port + 4}))
-        shadow_env = {**env, "BENTOML_HOME": str(shadow_store)}
-        shadow_pid = stack.enter_context(server("shadow-on", shadow_spec.command, shadow_spec.health_url, shadow_env, logs / "bentoml-shadow.log"))
+        shadow_url, shadow_pid = start_shadow_on(stack, settings, env, args.port + 4)
         script = wrk.lua_script(bodies, "/recommend")
         targets = [
             Target("bentoml", bento_url, script, bento_pid),
@@ -311,13 +362,8 @@ def main() -> None:
             f"{args.rounds} interleaved rounds of {args.seconds} s runs, medians; floor body {floor_body.stat().st_size} bytes = a real /recommend answer",
             flush=True,
         )
-        for t in targets:  # connection pools, lazy imports, caches
-            wrk.run(t.url, t.script, t.concurrency, 2)
-        for round_ in range(args.rounds):
-            for t in targets:
-                result = t.drive(args.seconds)
-                print(f"{result.row(t.name)}  cpu {t.cpu[-1]:>6.0f} us/req  (round {round_ + 1})", flush=True)
-        res = {t.name: t.result() for t in targets}
+        res = drive_rounds(targets, args.rounds, args.seconds)
+        dropped = shadow_dropped(shadow_url)
         half = res["bentoml"].rps / 2
         saturation = f"{res['bentoml'].rps:.0f} req/s at c={CONCURRENCY}"
         print(f"\nopen loop at half of bentoml's saturation throughput ({saturation}); overload: {OVERLOAD} clients, closed loop", flush=True)
@@ -329,6 +375,7 @@ def main() -> None:
         print(mlflow_overload.row("mlflow"), flush=True)
         time.sleep(1)  # answers already sent are logged; let the last lines land before counting
         said = answered_by_server(bento_url) + answered_by_server(shadow_url)
+    print(f"shadow-on: {dropped}")
     logged = log_ids(settings.request_log)
     missing = (steady.request_ids | overload.request_ids) - set(logged)
     lost = max(len(missing), said - len(logged))

@@ -121,7 +121,10 @@ class Settings(BaseSettings):
     promotion_mode: Literal["direct", "online"] = Field(
         default="direct", description="direct: an offline-blessed candidate becomes champion at once; online: through shadow and canary first"
     )
-    shadow_share: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of requests the shadow scores (after answering; never shown)")
+    shadow_share: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of requests the shadow scores (after answering, off their path; never shown)")
+    shadow_queue: int = Field(
+        default=1024, ge=1, description="Answers that may wait for the shadow per worker; past it their lines are logged without its list (counted)"
+    )
     canary_share: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of users (sticky, by pseudonym) the canary answers")
     canary_min_users: int = Field(default=30, ge=1, description="Users each arm needs in a window for that window to count")
     canary_windows: int = Field(default=2, ge=1, description="Counting windows a canary must serve before it can be promoted")

@@ -206,12 +206,14 @@ class RequestLog:
     def _open(self) -> int:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
-    def append(self, record: RequestRecord | FeedbackRecord | SimilarItemsRecord) -> None:
-        """Write `record` as one compact JSON line (pydantic-core's encoder: ~5x json.dumps).
+    def append(self, *records: RequestRecord | FeedbackRecord | SimilarItemsRecord) -> None:
+        """Write `records` as compact JSON lines (pydantic-core's encoder: ~5x json.dumps), in one write.
 
         Records are the schemas the monitor reads back (recsys.schemas), validated when built.
+        Many at once (the shadow's batch) take the lock and the write once: each of those calls
+        lets go of the GIL, which a busy event loop in the same process then has to give back.
         """
-        data = to_json(record) + b"\n"
+        data = b"".join(to_json(record) + b"\n" for record in records)
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
             while os.fstat(self._fd).st_nlink == 0:  # an erasure replaced the file: append to the new one

@@ -20,8 +20,10 @@ an explicit token.
 Challengers (recsys.serving.arms): if the store holds a model under the champion's name plus
 `-canary` or `-shadow` (`Settings.challenger_model`), the service loads it beside the champion,
 and reloads it with it. The canary answers `canary_share` of users, sticky by their pseudonym;
-each response's `arm` says who answered. The shadow scores `shadow_share` of requests once the
-answer is built, and its list is logged beside the answer's (`shadow_items`), never shown.
+each response's `arm` says who answered. The shadow scores `shadow_share` of requests after they
+are answered, in batches on a thread of each worker (`ShadowWriter`), and its list is logged beside
+the answer's (`shadow_items`), never shown; at most `shadow_queue` answers wait for it, past that
+their lines are written without its list (`recsys_shadow_dropped_total`).
 
 Forgotten users (recsys.privacy): each worker stats the tombstone file on every request. When
 an erasure replaces it, the worker re-reads the hashes, from then on answers those users with
@@ -59,10 +61,11 @@ from recsys.schemas import (
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    RequestRecord,
     SimilarItemsRecord,
     SimilarItemsResponse,
 )
-from recsys.serving.arms import Deployment, Served, record, score_shadow, serve
+from recsys.serving.arms import Deployment, Served, ShadowWriter, record, serve
 from recsys.serving.http import LoadShedder, RequestGuard, admin_app
 from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise
 from recsys.settings import get_settings
@@ -104,6 +107,9 @@ faiss.omp_set_num_threads(1)  # one query at a time: OpenMP threads would only c
 CPU_SECONDS = bentoml.metrics.Counter(name="recsys_cpu_seconds", documentation="Handler CPU seconds spent answering, per endpoint", labelnames=["endpoint"])
 RECOMMENDED_USERS = bentoml.metrics.Counter(
     name="recsys_recommended_users", documentation="Users given a list of recommendations, per endpoint", labelnames=["endpoint"]
+)
+SHADOW_DROPPED = bentoml.metrics.Counter(
+    name="recsys_shadow_dropped", documentation="Answers the shadow was to score, logged without its list: its queue was full"
 )
 
 
@@ -170,9 +176,10 @@ class RecsysService:
         self.log_key = keys.log_key(settings)  # made on first use for this install, shared by every worker
         self.admin_token = keys.admin_token(settings)
         self.deployed = load_deployment(str(self.bento_model.tag))
-        self.canary_share, self.shadow_share = settings.canary_share, settings.shadow_share
+        self.canary_share = settings.canary_share
         log = settings.request_log
         self.log = RequestLog(log)
+        self.shadows = ShadowWriter(self.log, settings.shadow_share, settings.shadow_queue)
         self.events = RequestLog(log.with_name("events.jsonl"))
         self._reload_lock = asyncio.Lock()
         self.tombstones = TombstoneWatch(settings)
@@ -186,6 +193,7 @@ class RecsysService:
 
     @bentoml.on_shutdown
     def close_logs(self) -> None:
+        self.shadows.close()  # first: it writes the lines still waiting for the shadow
         self.log.close()
         self.events.close()
 
@@ -243,7 +251,7 @@ class RecsysService:
             print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
     def _response(self, q: Query, served: Served) -> RecommendResponse:
-        """The response as the user sees it, built before the shadow is scored (which cannot change it)."""
+        """The response as the user sees it, built before the shadow sees the request (so it cannot change it)."""
         rec, model = served.recommendation, served.model.model
         because = rec.because or [None] * len(rec.items)
         return RecommendResponse(
@@ -269,11 +277,11 @@ class RecsysService:
         deployed, q = self.deployed, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
         pseudonym = None if q.forgotten else pseudonymise(user_id, self.log_key)
         served = serve(deployed, [q], [pseudonym], self.canary_share)[0]
-        cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000), not the shadow's
+        cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000)
         response = self._response(q, served)
-        shadow = score_shadow(deployed, [q], [response.request_id], self.shadow_share)[0]
-        # Logged before it is returned: an answered request is a logged one.
-        self.log.append(record(response.request_id, now(), timestamp, pseudonym, q, served, shadow, cpu_us))
+        # Logged before it is returned, or queued for the shadow, whose thread writes it once scored and
+        # at shutdown: an answered request is a logged one.
+        self._log(deployed, [q], [record(response.request_id, now(), timestamp, pseudonym, q, served, cpu_us)])
         _count("recommend", time.thread_time() - start, 1)
         return response
 
@@ -288,11 +296,16 @@ class RecsysService:
         served = serve(deployed, queries, pseudonyms, self.canary_share)
         cpu_us = (time.thread_time() - start) * 1e6 / len(queries)  # one search per arm for the batch: an equal share each
         responses = [self._response(q, s) for q, s in zip(queries, served)]
-        shadows = score_shadow(deployed, queries, [r.request_id for r in responses], self.shadow_share)  # one search for the batch
-        for q, s, r, response, shadow, p in zip(queries, served, requests, responses, shadows, pseudonyms):
-            self.log.append(record(response.request_id, now(), r.timestamp, p, q, s, shadow, cpu_us))
+        lines = [record(a.request_id, now(), r.timestamp, p, q, s, cpu_us) for q, s, r, a, p in zip(queries, served, requests, responses, pseudonyms)]
+        self._log(deployed, queries, lines)  # the shadow's sample in batches on its thread
         _count("recommend_batch", time.thread_time() - start, len(queries))
         return responses
+
+    def _log(self, deployed: Deployment, queries: list[Query], lines: list[RequestRecord]) -> None:
+        """Append the answers' lines, those the shadow samples through its queue (`ShadowWriter`)."""
+        dropped = self.shadows.append(deployed, queries, lines)
+        if dropped:
+            SHADOW_DROPPED.inc(dropped)
 
     @bentoml.api
     async def similar_items(self, item_id: ItemIdParam, k: K = DEFAULT_K) -> SimilarItemsResponse:

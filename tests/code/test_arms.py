@@ -1,7 +1,12 @@
 """Challengers in the service's logic, without BentoML: sticky canary arms, a shadow that never
-changes an answer, a broken canary answered for by the champion, and the log line that carries both."""
+changes or delays an answer, a broken canary answered for by the champion, and the log line that carries both."""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +14,8 @@ import pytest
 from recsys.models.base import EmbeddingModel
 from recsys.schemas import RequestRecord
 from recsys.serving import index
-from recsys.serving.arms import Deployment, assign, record, score_shadow, serve, unit
-from recsys.serving.logic import Query, ServingModel, pseudonymise
+from recsys.serving.arms import Deployment, ShadowWriter, assign, record, score_shadow, serve, shadowed, unit
+from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
 
 KEY = b"k" * 32
 N_USERS, N_ITEMS = 300, 400
@@ -102,32 +107,83 @@ def test_a_canary_re_registered_by_an_erasure_keeps_its_users(champion: ServingM
     assert [s.arm for s in serve(Deployment(champion, canary=unsalted), qs, ps, 0.3)] != first
 
 
-def test_a_shadow_never_changes_an_answer_and_is_logged_beside_it(champion: ServingModel, canary: ServingModel, shadow: ServingModel) -> None:
+def logged(log: RequestLog) -> dict[str, RequestRecord]:
+    """The request log's lines by request id, as the monitor reads them back."""
+    return {r.request_id: r for r in (RequestRecord.model_validate_json(line) for line in log.path.read_text().splitlines())}
+
+
+def test_a_shadow_never_changes_an_answer_and_is_logged_beside_it(champion: ServingModel, canary: ServingModel, shadow: ServingModel, tmp_path: Path) -> None:
     qs = queries()
     ps = pseudonyms(qs)
     ids = [f"r{i}" for i in range(len(qs))]
     without = serve(Deployment(champion, canary=canary), qs, ps, 0.2)
     deployed = Deployment(champion, canary=canary, shadow=shadow)
     answers = serve(deployed, qs, ps, 0.2)
-    shadows = score_shadow(deployed, qs, ids, 1.0)
     assert [(s.arm, s.recommendation) for s in answers] == [(s.arm, s.recommendation) for s in without]
-    lines = [record(i, "2026-01-01T00:00:00+00:00", None, p, q, s, sh, 1.0) for i, p, q, s, sh in zip(ids, ps, qs, answers, shadows)]
-    for line, answer, q in zip(lines, without, qs):
-        line = RequestRecord.model_validate_json(line.model_dump_json())  # as the monitor reads it back
+    log = RequestLog(tmp_path / "requests.jsonl")
+    writer = ShadowWriter(log, 1.0, capacity=len(qs))
+    assert writer.append(deployed, qs, [record(i, "2026-01-01T00:00:00+00:00", None, p, q, s, 1.0) for i, p, q, s in zip(ids, ps, qs, answers)]) == 0
+    writer.close()
+    lines = logged(log)
+    assert sorted(lines) == sorted(ids)  # every answer once, each with the shadow's list beside it
+    for i, answer, q in zip(ids, without, qs):
+        line = lines[i]
         assert line.items == [i for i, _ in answer.recommendation.items] and line.arm == answer.arm
-        assert line.shadow_items == [i for i, _ in shadow.recommend([q])[0].items] and line.shadow_version == "3"
-    known = [line for line in lines if line.history_len]
+        assert line.shadow_items == [i for i, _ in shadow.recommend([q])[0].items] and line.shadow_version == "3" and line.shadow_us
+    known = [line for line in lines.values() if line.history_len]
     assert sum(line.shadow_items != line.items for line in known) > 0.9 * len(known)  # the shadow's own lists, not copies
 
 
-def test_the_shadow_scores_its_share_of_requests_only(champion: ServingModel, shadow: ServingModel) -> None:
+def test_the_shadow_scores_its_share_of_requests_only(champion: ServingModel, shadow: ServingModel, tmp_path: Path) -> None:
     qs = [Query(f"u{i % N_USERS}", 10) for i in range(2_000)]
     ids = [f"req-{i}" for i in range(len(qs))]
-    scored = score_shadow(Deployment(champion, shadow=shadow), qs, ids, 0.25)
-    assert abs(sum(s is not None for s in scored) / len(qs) - 0.25) < 0.03
-    again = score_shadow(Deployment(champion, shadow=shadow), qs, ids, 0.25)  # sampled by request id: every worker agrees
-    assert [s is None for s in again] == [s is None for s in scored]
-    assert score_shadow(Deployment(champion), qs, ids, 1.0) == [None] * len(qs)
+    sampled = [shadowed(i, 0.25) for i in ids]
+    assert abs(sum(sampled) / len(qs) - 0.25) < 0.03
+    assert [shadowed(i, 0.25) for i in ids] == sampled  # sampled by request id: every worker agrees
+    answers = serve(Deployment(champion), qs, [None] * len(qs), 0.0)
+    lines = [record(i, "2026-01-01T00:00:00+00:00", None, None, q, s, 1.0) for i, q, s in zip(ids, qs, answers)]
+    for deployed, share in ((Deployment(champion, shadow=shadow), 0.25), (Deployment(champion), 1.0)):
+        log = RequestLog(tmp_path / f"requests-{share}.jsonl")
+        writer = ShadowWriter(log, share, capacity=len(qs))
+        writer.append(deployed, qs, lines)
+        writer.close()
+        lines_back = logged(log)
+        scored = [lines_back[i].shadow_items is not None for i in ids]
+        assert scored == (sampled if deployed.shadow else [False] * len(qs))
+
+
+@dataclass(frozen=True)
+class Gated(ServingModel):
+    """A shadow that ranks only once the test opens its gate, and says when it is waiting there."""
+
+    waiting: threading.Event = field(default_factory=threading.Event)
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
+        self.waiting.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().recommend(queries)
+
+
+def test_the_answer_does_not_wait_for_the_shadow_and_a_full_queue_drops_only_its_list(champion: ServingModel, shadow: ServingModel, tmp_path: Path) -> None:
+    """With the shadow stuck in its search, appending answers returns at once: the one it holds
+    is not logged yet, the next one waits in the queue (capacity 1), the one after is logged at
+    once without the shadow's list and counted as dropped. Closing writes the held ones."""
+    gated = Gated(shadow.model, shadow.index, {"version": "3"})
+    deployed = Deployment(champion, shadow=gated)
+    qs = [Query(f"u{i}", 10) for i in range(3)]
+    lines = [record(f"r{i}", "2026-01-01T00:00:00+00:00", None, None, q, s, 1.0) for i, (q, s) in enumerate(zip(qs, serve(deployed, qs, [None] * 3, 0.0)))]
+    log = RequestLog(tmp_path / "requests.jsonl")
+    writer = ShadowWriter(log, 1.0, capacity=1)
+    assert writer.append(deployed, qs[:1], lines[:1]) == 0
+    assert gated.waiting.wait(30)  # the shadow's thread holds r0 and waits at the gate
+    assert writer.append(deployed, qs[1:], lines[1:]) == 1  # r1 queued, r2 refused: returned without waiting
+    assert list(logged(log)) == ["r2"] and logged(log)["r2"].shadow_items is None
+    gated.gate.set()
+    writer.close()
+    after = logged(log)
+    assert sorted(after) == ["r0", "r1", "r2"]  # each answer once
+    assert [after[i].shadow_items is not None for i in ("r0", "r1", "r2")] == [True, True, False]
 
 
 def test_a_failing_canary_is_answered_for_by_the_champion(champion: ServingModel) -> None:
@@ -143,7 +199,7 @@ def test_a_failing_canary_is_answered_for_by_the_champion(champion: ServingModel
     assert all(s.canary_error is None for s, p in zip(served, ps) if assign(p, 0.5, "2") == "champion")
 
 
-def test_a_failing_shadow_leaves_its_error_not_an_exception(champion: ServingModel) -> None:
+def test_a_failing_shadow_leaves_its_error_not_an_exception() -> None:
     shadow = ServingModel(embedding(2), index.exact_index(np.zeros((N_ITEMS, 8), dtype=np.float32)), {"version": "3"})
-    scored = score_shadow(Deployment(champion, shadow=shadow), [Query("u1", 10)], ["r1"], 1.0)
-    assert scored[0] is not None and scored[0].items is None and scored[0].error
+    scored = score_shadow(shadow, [Query("u1", 10)])
+    assert scored[0].items is None and scored[0].error

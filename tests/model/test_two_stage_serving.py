@@ -102,7 +102,7 @@ def test_it_answers_as_a_canary_and_scores_as_a_shadow(served: ServingModel) -> 
     deployment = Deployment(served, canary=served, shadow=served)
     answers = serve(deployment, queries, users, canary_share=0.5)  # the ids stand in for pseudonyms
     assert {a.arm for a in answers} == {"champion", "canary"} and not any(a.canary_error for a in answers)
-    shadows = score_shadow(deployment, queries, [f"request-{i}" for i in range(20)], share=1.0)
+    shadows = score_shadow(served, queries)
     assert [s.items for s in shadows] == [[i for i, _ in a.recommendation.items] for a in answers]
 
 
