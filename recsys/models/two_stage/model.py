@@ -46,7 +46,7 @@ def ranker_examples(train: pd.DataFrame, items: pd.DataFrame, params: dict) -> E
     history, labels = label_split(train, float(params["label_frac"]))
     snap = build_snapshot(history, items, params)
     n = int(params["candidates"])
-    return reuse.kept(("lists", id(snap), reuse.fingerprint(labels), n), lambda: labelled_lists(snap, labels, n))
+    return reuse.kept(lambda: ("lists", id(snap), reuse.fingerprint(labels), n), lambda: labelled_lists(snap, labels, n))
 
 
 def labelled_lists(snap: Snapshot, labels: pd.DataFrame, n: int) -> Examples:
@@ -79,8 +79,10 @@ def retriever_params(params: dict) -> dict[str, dict]:
 def build_snapshot(history: pd.DataFrame, items: pd.DataFrame, params: dict) -> Snapshot:
     """The snapshot with this model's retriever settings (`retriever_params`); made once per window inside `reuse.reusing()`."""
     retrievers, trend_days, recent = retriever_params(params), float(params["trend_days"]), int(params["recent"])
-    key = ("snapshot", reuse.fingerprint(history), reuse.fingerprint(items), reuse.settings_key(retrievers), trend_days, recent)
-    return reuse.kept(key, lambda: Snapshot.build(history, items, retrievers, trend_days, recent))
+    return reuse.kept(
+        lambda: ("snapshot", reuse.fingerprint(history), reuse.fingerprint(items), reuse.settings_key(retrievers), trend_days, recent),
+        lambda: Snapshot.build(history, items, retrievers, trend_days, recent),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,7 @@ class TwoStageModel(FittedModel):
         examples = ranker_examples(train, items, self.params)
         self.keras_model = ranker.train(examples.features, examples.labels, self.params)
         self.snapshot = snap = build_snapshot(train, items, self.params)
-        self.served, served_features = reuse.kept(("served", id(snap), int(self.params["candidates"])), lambda: self._served(snap))
+        self.served, served_features = reuse.kept(lambda: ("served", id(snap), int(self.params["candidates"])), lambda: self._served(snap))
         scores = ranker.score(ranker.weights(self.keras_model), served_features)
         self._model = score_table(snap.base, self.served, scores, {"family": self.family, **self.params})
         return self

@@ -33,13 +33,18 @@ def reusing() -> Iterator[None]:
         _memo = outer
 
 
-def kept(key: tuple, make: Callable[[], T]) -> T:
-    """`make()`, or inside `reusing()` the value made for an equal `key` before."""
+def kept(key: Callable[[], tuple], make: Callable[[], T]) -> T:
+    """`make()`, or inside `reusing()` the value made for an equal `key()` before.
+
+    The key is a function: outside a search (training, serving) nothing is kept, so the windows
+    are not hashed either.
+    """
     if _memo is None:
         return make()
-    if key not in _memo:
-        _memo[key] = make()
-    return _memo[key]
+    k = key()
+    if k not in _memo:
+        _memo[k] = make()
+    return _memo[k]
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
