@@ -131,3 +131,8 @@ class TombstoneWatch:
         self._seen = seen
         self.current = Tombstones.of(self.settings)  # the audit key is read only once someone is listed
         return True
+
+    def now(self) -> Tombstones:
+        """The list as the file holds it now (one stat; read again only when it was replaced)."""
+        self.changed()
+        return self.current

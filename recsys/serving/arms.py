@@ -14,12 +14,13 @@ error in the log. Testable without BentoML: the service calls these functions an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, replace
 
 import faiss
@@ -153,10 +154,17 @@ class ShadowWriter:
     the shadow has scored it (tens of milliseconds), not before the answer returns; `close`
     writes all that is queued, so a worker that stops loses none (one killed outright loses
     what waited).
+
+    `forgotten` returns the erased users as of now (recsys.tombstones). It is asked while the
+    log's lock is held (`RequestLog.append_built`), and a line whose user it names is written
+    without the user's pseudonym: an erasure that rewrote the log while a line waited for the
+    shadow would otherwise find that line written after its rewrite, pseudonym and all.
     """
 
-    def __init__(self, log: RequestLog, share: float, capacity: int, batch: int = MAX_BATCH, linger_s: float = 0.01) -> None:
-        self.log, self.share, self.batch, self.linger_s = log, share, batch, linger_s
+    def __init__(
+        self, log: RequestLog, share: float, capacity: int, batch: int = MAX_BATCH, linger_s: float = 0.01, forgotten: Callable[[], Container[str]] = frozenset
+    ) -> None:
+        self.log, self.share, self.batch, self.linger_s, self.forgotten = log, share, batch, linger_s, forgotten
         self._omp_threads = faiss.omp_get_max_threads()  # the creating thread's: the service sets one
         self._queue: queue.Queue[Answered | None] = queue.Queue(capacity)  # None: the last, from close
         self._thread = threading.Thread(target=self._run, name="recsys-shadow", daemon=True)
@@ -164,7 +172,7 @@ class ShadowWriter:
 
     def append(self, deployment: Deployment, queries: Sequence[Query], lines: Sequence[RequestRecord]) -> int:
         """Log these answers: the shadow's sample queued for it, the rest written now; return how many the full queue refused."""
-        shadow, dropped = deployment.shadow, 0
+        shadow, dropped, now = deployment.shadow, 0, []
         for query, line in zip(queries, lines):
             if shadow is not None and shadowed(line.request_id, self.share):
                 try:
@@ -172,7 +180,9 @@ class ShadowWriter:
                     continue
                 except queue.Full:
                     dropped += 1
-            self.log.append(line)
+            now.append((query, line))
+        if now:
+            self.log.append_built(lambda: self._scrubbed(now))
         return dropped
 
     def close(self) -> None:
@@ -209,7 +219,13 @@ class ShadowWriter:
             by_shadow.setdefault(id(a.shadow), []).append(a)
         for group in by_shadow.values():
             scores = score_shadow(group[0].shadow, [a.query for a in group])
-            self.log.append(*(with_shadow(a.line, score) for a, score in zip(group, scores)))
+            lines = [(a.query, with_shadow(a.line, score)) for a, score in zip(group, scores)]
+            self.log.append_built(functools.partial(self._scrubbed, lines))
+
+    def _scrubbed(self, lines: list[tuple[Query, RequestRecord]]) -> list[RequestRecord]:
+        """The lines as they may be written now: without the pseudonym of a user erased meanwhile."""
+        gone = self.forgotten()
+        return [line.model_copy(update={"user_id": None}) if line.user_id is not None and q.user_id in gone else line for q, line in lines]
 
 
 def record(request_id: str, served_at: str, event_time: str | None, pseudonym: str | None, query: Query, served: Served, cpu_us: float) -> RequestRecord:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +213,22 @@ class RequestLog:
         Many at once (the shadow's batch) take the lock and the write once: each of those calls
         lets go of the GIL, which a busy event loop in the same process then has to give back.
         """
-        data = b"".join(to_json(record) + b"\n" for record in records)
+        data = _encoded(records)
+        self._write(lambda: data)
+
+    def append_built(self, build: Callable[[], Sequence[RequestRecord | FeedbackRecord | SimilarItemsRecord]]) -> None:
+        """Append the records that `build` returns, called while this log's locks are held.
+
+        Why: what `build` reads is then as fresh as the write. An erasure lists the user
+        (recsys.tombstones) before it rewrites the log under the exclusive lock, so a line built
+        here after checking the list is either written before the rewrite (which drops it) or
+        built after the listing (and can leave the user out): it never lands after the rewrite
+        with the user in it.
+        """
+        self._write(lambda: _encoded(build()))
+
+    def _write(self, data_of: Callable[[], bytes]) -> None:
+        """One write of `data_of()` under the locks (see the class docstring)."""
         with self._lock:
             fcntl.flock(self._fd, fcntl.LOCK_SH)
             while os.fstat(self._fd).st_nlink == 0:  # an erasure replaced the file: append to the new one
@@ -221,6 +236,7 @@ class RequestLog:
                 self._fd = self._open()
                 fcntl.flock(self._fd, fcntl.LOCK_SH)
             try:
+                data = data_of()
                 written = os.write(self._fd, data)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -229,6 +245,10 @@ class RequestLog:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def _encoded(records: Sequence[RequestRecord | FeedbackRecord | SimilarItemsRecord]) -> bytes:
+    return b"".join(to_json(record) + b"\n" for record in records)
 
 
 def drop_lines(path: Path, needle: bytes) -> int:

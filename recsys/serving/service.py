@@ -179,7 +179,8 @@ class RecsysService:
         self.canary_share = settings.canary_share
         log = settings.request_log
         self.log = RequestLog(log)
-        self.shadows = ShadowWriter(self.log, settings.shadow_share, settings.shadow_queue)
+        log_watch = TombstoneWatch(settings)  # the log's own: asked only under the log's lock (RequestLog.append_built)
+        self.shadows = ShadowWriter(self.log, settings.shadow_share, settings.shadow_queue, forgotten=log_watch.now)
         self.events = RequestLog(log.with_name("events.jsonl"))
         self._reload_lock = asyncio.Lock()
         self.tombstones = TombstoneWatch(settings)

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recsys import tombstones
 from recsys.models.base import EmbeddingModel
 from recsys.schemas import RequestRecord
 from recsys.serving import index
 from recsys.serving.arms import Deployment, ShadowWriter, assign, record, score_shadow, serve, shadowed, unit
-from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, pseudonymise
+from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, drop_lines, pseudonymise
+from recsys.settings import Settings
 
 KEY = b"k" * 32
 N_USERS, N_ITEMS = 300, 400
@@ -184,6 +186,29 @@ def test_the_answer_does_not_wait_for_the_shadow_and_a_full_queue_drops_only_its
     after = logged(log)
     assert sorted(after) == ["r0", "r1", "r2"]  # each answer once
     assert [after[i].shadow_items is not None for i in ("r0", "r1", "r2")] == [True, True, False]
+
+
+def test_a_line_waiting_for_the_shadow_when_its_user_is_erased_lands_without_them(champion: ServingModel, shadow: ServingModel, tmp_path: Path) -> None:
+    """The erasure lists the user, then rewrites the log while their answer waits for the shadow:
+    the line written afterwards must not bring their pseudonym back (recsys.privacy)."""
+    settings = Settings(home=tmp_path / "home")
+    gated = Gated(shadow.model, shadow.index, {"version": "3"})
+    deployed = Deployment(champion, shadow=gated)
+    qs = [Query("u1", 10), Query("u2", 10)]
+    ps = pseudonyms(qs)
+    lines = [record(f"r{i}", "2026-01-01T00:00:00+00:00", None, p, q, s, 1.0) for i, (p, q, s) in enumerate(zip(ps, qs, serve(deployed, qs, ps, 0.0)))]
+    log = RequestLog(tmp_path / "requests.jsonl")
+    writer = ShadowWriter(log, 1.0, capacity=2, forgotten=tombstones.TombstoneWatch(settings).now)
+    writer.append(deployed, qs, lines)
+    assert gated.waiting.wait(30)  # both lines wait for the shadow
+    tombstones.bury(settings, "u1")  # recsys.privacy.forget, in its order: list them, then rewrite the log
+    assert drop_lines(log.path, ps[0].encode()) == 0  # nothing of theirs was written yet
+    gated.gate.set()
+    writer.close()
+    after = logged(log)
+    assert sorted(after) == ["r0", "r1"] and after["r0"].shadow_items and after["r1"].shadow_items
+    assert after["r0"].user_id is None and after["r1"].user_id == ps[1]  # the erased user's line kept, without them
+    assert ps[0] not in log.path.read_text()
 
 
 def test_a_failing_canary_is_answered_for_by_the_champion(champion: ServingModel) -> None:
