@@ -146,3 +146,25 @@ def test_log_pseudonymises_with_hmac_and_loses_no_line_under_threads(tmp_path: P
     log.close()
     lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(lines) == 4000 and len({r["request_id"] for r in lines}) == 4000
+
+
+@pytest.mark.parametrize("family", ["ease", "item_knn"])
+def test_item_item_models_are_served_exactly_from_the_history(family: str, tmp_path: Path) -> None:
+    """EASE and item-kNN rank from the rows of the user's seen items, not the index: the lists
+    are the exact ones of the exported model, with and without the seen items."""
+    from recsys.data.synthetic import make_synthetic
+    from recsys.models.ease import EASEModel
+    from recsys.models.item_knn import ItemKNNModel
+
+    data = make_synthetic(n_users=150, n_items=120, seed=3)
+    fitted = (EASEModel(l2=50.0) if family == "ease" else ItemKNNModel(neighbours=20)).fit(data.interactions, data.items).export()
+    fitted.save(tmp_path / "export")
+    index.write(index.exact_index(np.zeros_like(fitted.item_vectors)), tmp_path)  # an index that knows nothing: it must not be asked
+    served = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
+    assert served.model.item_vectors.flags.f_contiguous  # the rows the service sums are contiguous: no second copy
+    users = np.arange(len(fitted.user_ids))
+    for exclude_seen in (True, False):
+        top, scores = fitted.recommend(users, 10, exclude_seen)
+        answers = served.recommend([Query(str(u), 10, exclude_seen) for u in fitted.user_ids])
+        assert [[i for i, _ in a.items] for a in answers] == fitted.item_ids[top].tolist()
+        np.testing.assert_allclose([[s for _, s in a.items] for a in answers], scores, rtol=1e-5, atol=1e-6)
