@@ -145,7 +145,11 @@ def served_centroid(records: pd.DataFrame, item_index: dict[str, int], item_vect
 
 def add_embedding_drift(features: pd.DataFrame, centroid: np.ndarray, reference_centroid: np.ndarray) -> pd.DataFrame:
     """`features` with `embedding_drift`: cosine distance between the window's and the
-    reference's served-item centroids (0: same region of the embedding space), on every row."""
+    reference's served-item centroids (0: same region of the embedding space), on every row.
+
+    In float64 and never below 0: in float32 a centroid's distance to itself came out at
+    -6e-8 or +6e-8 from one run to the next (the dot product's summation order)."""
+    centroid, reference_centroid = np.asarray(centroid, dtype=np.float64), np.asarray(reference_centroid, dtype=np.float64)
     norm = float(np.linalg.norm(centroid) * np.linalg.norm(reference_centroid))
-    distance = 1.0 - float(centroid @ reference_centroid) / norm if norm else 0.0
+    distance = max(0.0, 1.0 - float(centroid @ reference_centroid) / norm) if norm else 0.0
     return features.assign(embedding_drift=distance)
