@@ -119,12 +119,17 @@ def _build(n_users: int, n_items: int, content: ItemContent, p: dict):
             fmask = ops.cast(ops.expand_dims(mask, -1), self.compute_dtype)
             seq = self.item_id(history) + self.position(ops.arange(ops.shape(history)[1]))
             seq = (seq + self.recency(ops.expand_dims(ops.cast(inputs["ages"], self.compute_dtype), -1))) * fmask
-            attended = self.attention(seq, seq, attention_mask=ops.logical_and(ops.expand_dims(mask, 1), ops.expand_dims(mask, 2)), training=training)
-            x = self.norm1(seq + self.drop(attended, training=training))
-            x = self.norm2(x + self.drop(self.ffn(x), training=training)) * fmask
+            # Only the last position's output is read, so only it attends (to every position) and
+            # goes through the feed-forward block: the same function as the whole block's last
+            # row, without computing the other max_len - 1 rows (the step's largest cost).
+            last = seq[:, -1:, :]
+            visible = ops.logical_and(ops.expand_dims(mask[:, -1:], 2), ops.expand_dims(mask, 1))
+            attended = self.attention(last, seq, attention_mask=visible, training=training)
+            x = self.norm1(last + self.drop(attended, training=training))
+            x = self.norm2(x + self.drop(self.ffn(x), training=training)) * fmask[:, -1:, :]
             lmask = ops.cast(ops.expand_dims(ops.not_equal(long, 0), -1), self.compute_dtype)
             bag = ops.sum(self.item_id(long) * lmask, axis=1) / (ops.sum(lmask, axis=1) + 1.0)
-            features = ops.concatenate([x[:, -1, :], bag, self.user_id(inputs["user"])], axis=-1)
+            features = ops.concatenate([x[:, 0, :], bag, self.user_id(inputs["user"])], axis=-1)
             return ops.normalize(ops.cast(self.user_mlp(self.drop(features, training=training)), "float32"), axis=-1)
 
         def call(self, inputs, training=False):
