@@ -61,6 +61,26 @@ def test_accidental_hits_are_masked(seq_model: SeqTwoTowerModel) -> None:
     assert np.allclose(np.diag(out), [1.0, 2.0, 3.0]) and out[0, 1] == 2.0
 
 
+def test_the_user_tower_reads_the_whole_transformer_blocks_last_row(seq_model: SeqTwoTowerModel) -> None:
+    """The tower runs attention and the feed-forward block for the last position only (the one it
+    reads): the same vectors as the whole block over every position, its last row taken."""
+    from keras import ops
+
+    km, inputs = seq_model.keras_model, next(iter(seq_model.dataset()))
+    history = inputs["history"][:, -SMALL["max_len"] :]
+    mask = ops.not_equal(history, 0)
+    fmask = ops.cast(ops.expand_dims(mask, -1), "float32")
+    seq = km.item_id(history) + km.position(ops.arange(SMALL["max_len"]))
+    seq = (seq + km.recency(ops.expand_dims(ops.cast(inputs["ages"], "float32"), -1))) * fmask
+    x = km.norm1(seq + km.attention(seq, seq, attention_mask=ops.logical_and(ops.expand_dims(mask, 1), ops.expand_dims(mask, 2))))
+    x = km.norm2(x + km.ffn(x)) * fmask  # every position, as the block was written first
+    lmask = ops.cast(ops.expand_dims(ops.not_equal(inputs["history"], 0), -1), "float32")
+    bag = ops.sum(km.item_id(inputs["history"]) * lmask, axis=1) / (ops.sum(lmask, axis=1) + 1.0)
+    whole = ops.normalize(km.user_mlp(ops.concatenate([x[:, -1, :], bag, km.user_id(inputs["user"])], axis=-1)), axis=-1)
+    np.testing.assert_allclose(np.asarray(km.embed_users(inputs)), np.asarray(whole), atol=1e-5)
+    assert float(ops.min(ops.sum(fmask, axis=(1, 2)))) < SMALL["max_len"]  # some histories are padded: the mask is exercised
+
+
 def test_pipeline_ratio_is_measured(seq_model: SeqTwoTowerModel) -> None:
     speed = seq_model.pipeline_ratio(steps=3, rounds=2)
     assert speed["pipeline"] > 0 and speed["cached"] > 0 and speed["ratio"] > 0
