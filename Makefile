@@ -93,7 +93,7 @@ canary: install
 	$(BIN)/python -m benchmarks.canary
 
 .PHONY: bench-quality
-# Every model family on online-retail, ml-100k and ml-latest-small by the standard protocol, with cost (about 30 min on 2 cores).
+# Every model family on online-retail, ml-100k and ml-latest-small by the standard protocol, with cost (about 20 min on 2 cores).
 bench-quality: install
 	$(BIN)/python -m benchmarks.quality --plot docs/screenshots/quality-cost.png
 
