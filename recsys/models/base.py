@@ -18,6 +18,19 @@ import pandas as pd
 
 from recsys.schemas import ITEM_COL, TITLE_COL, USER_COL
 
+#: Families whose export's user vector is the binary history row over the trained items
+#: (recsys.models.item_item): a user's scores are the sum of the item-item rows of their seen
+#: items, which two-stage retrieval and the service compute instead of the dot product.
+HISTORY_ROW_FAMILIES = ("ease", "item_knn")
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the `k` best along the last axis, best first (ties in index order)."""
+    top = np.argpartition(-scores, k - 1, axis=-1)[..., :k]
+    top_scores = np.take_along_axis(scores, top, axis=-1)
+    order = np.argsort(-top_scores, axis=-1, kind="stable")
+    return np.take_along_axis(top, order, axis=-1), np.take_along_axis(top_scores, order, axis=-1)
+
 
 @dataclass
 class EmbeddingModel:
@@ -53,11 +66,7 @@ class EmbeddingModel:
         if exclude_seen:
             for row, user in enumerate(users):
                 scores[row, self.seen(int(user))] = -np.inf
-        k = min(k, self.n_items)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+        return top_k(scores, min(k, self.n_items))
 
     def title(self, item_id: str | None) -> str | None:
         """The item's title (its description in the catalogue), None if unknown or untitled."""

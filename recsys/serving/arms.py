@@ -182,7 +182,7 @@ class ShadowWriter:
                     dropped += 1
             now.append((query, line))
         if now:
-            self.log.append_built(lambda: self._scrubbed(now))
+            self.log.append_built(functools.partial(self._scrubbed, now))
         return dropped
 
     def close(self) -> None:

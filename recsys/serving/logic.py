@@ -23,12 +23,10 @@ import faiss
 import numpy as np
 from pydantic_core import to_json
 
-from recsys.models.base import EmbeddingModel
+from recsys.models.base import HISTORY_ROW_FAMILIES, EmbeddingModel, top_k
 from recsys.models.two_stage import served as two_stage
 from recsys.schemas import FeedbackRecord, RequestRecord, SimilarItemsRecord
 from recsys.serving import index as ann
-
-ITEM_ITEM_FAMILIES = ("ease", "item_knn")  # scored from the user's history rows (ServingModel._history_rows)
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ class ServingModel:
         """Arrays from `arrays` (npz + json) or the stage-two folder beside them, the index from `folder` (exact if none shipped)."""
         stage_two = two_stage.beside(arrays)
         model = stage_two.model if stage_two is not None else EmbeddingModel.load(arrays)
-        if model.meta.get("family") in ITEM_ITEM_FAMILIES:  # column order: its rows (_history_rows) without a second copy
+        if model.meta.get("family") in HISTORY_ROW_FAMILIES:  # column order: its rows (_history_rows) without a second copy
             model.item_vectors = np.asfortranarray(model.item_vectors)
         index = ann.read(folder)
         if index is None:
@@ -174,7 +172,7 @@ class ServingModel:
         user has seen, so the exact scores cost as much as the history is long: tens of rows,
         as two-stage retrieval computes them (recsys.models.two_stage.candidates).
         """
-        if self.model.meta.get("family") not in ITEM_ITEM_FAMILIES:
+        if self.model.meta.get("family") not in HISTORY_ROW_FAMILIES:
             return None
         return np.ascontiguousarray(self.model.item_vectors.T)  # no copy of a model `load` laid out by column
 
@@ -187,9 +185,7 @@ class ServingModel:
         k = min(k, model.n_items - (len(model.seen(user)) if exclude_seen else 0))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        top = np.argpartition(-scores, k - 1)[:k]
-        order = np.argsort(-scores[top], kind="stable")
-        return top[order], scores[top[order]]
+        return top_k(scores, k)
 
     def _pick(self, user: int, query: Query, found: np.ndarray, scores: np.ndarray) -> Recommendation:
         """Drop seen items and padding from one search row; exact scoring if that leaves < k."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys.models.base import HISTORY_ROW_FAMILIES
 from recsys.models.two_stage.snapshot import COUNTS, RETRIEVERS, Snapshot
 
 BATCH = 512  # users scored at once: a (BATCH, n_items) matrix per retriever
@@ -45,7 +46,7 @@ def retriever_scores(snapshot: Snapshot, users: np.ndarray) -> np.ndarray:
     for row, user in enumerate(users):
         columns = snapshot.trained_column[snapshot.base.seen(int(user))]
         for r, name in enumerate(RETRIEVERS):
-            if name in ("ease", "item_knn"):
+            if name in HISTORY_ROW_FAMILIES:
                 out[r, row] = models[name].item_vectors.T[columns].sum(axis=0)
             elif name in models and name not in COUNTS:  # iALS, and the sequence model where it was fit
                 out[r, row] = models[name].item_vectors @ models[name].user_vectors[user]
