@@ -135,20 +135,21 @@ def compiled(model: Any, method: Callable) -> Callable:
     Eager JAX compiles every op on its own the first time it meets a shape: the seq two-tower's
     first export took ~14 s so on 2 cores. Compiled whole, with the weights as arguments (read
     through a `keras.StatelessScope`), it traces once per input shape and follows the training.
+    The weights are listed at each call, not once here: a Keras model makes some of them on its
+    first call, and a weight missing from the list would be traced in as a constant, so every
+    export after the first epoch would repeat that epoch's vectors.
     """
     if tensorflow_backend():
         return method
     import jax
     import keras
 
-    variables = model.variables
-
     @jax.jit
     def run(values: list, *args: Any) -> Any:
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        with keras.StatelessScope(state_mapping=list(zip(model.variables, values))):
             return method(*args)
 
-    return lambda *args: run([v.value for v in variables], *args)
+    return lambda *args: run([v.value for v in model.variables], *args)
 
 
 def fit_mixins() -> tuple[type, ...]:

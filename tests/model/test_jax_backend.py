@@ -32,7 +32,11 @@ from recsys.models.two_stage import ranker
 
 data = make_synthetic()
 split = temporal_user_split(data.interactions)
-deep = SeqTwoTowerModel(epochs=3, batch_size=256, embedding_dim=16, max_len=10, bag_len=20).fit(split.train, data.items)
+exports = []  # each epoch's exported user vectors: they must follow the training
+deep = SeqTwoTowerModel(
+    epochs=3, batch_size=256, embedding_dim=16, max_len=10, bag_len=20,
+    on_epoch_end=lambda epoch, logs, model: exports.append(model.user_vectors.copy()),
+).fit(split.train, data.items)
 vectors = deep.export().user_vectors
 
 # the ranker on a planted rule: in each list of 12, the items whose feature 0 is among the top 3 were taken
@@ -47,6 +51,7 @@ print(json.dumps({
     "tensorflow_loaded": "tensorflow" in sys.modules,
     "loss": deep.history["loss"],
     "finite": bool(np.isfinite(vectors).all()),
+    "export_moves": [float(np.abs(b - a).max()) for a, b in zip(exports, exports[1:])],
     "users": int(vectors.shape[0]),
     "ranker_pair_accuracy": float(pairs.sum() / (labels.sum(axis=1) * (12 - labels.sum(axis=1))).sum()),
 }))
@@ -62,6 +67,7 @@ def test_the_deep_model_and_the_ranker_train_under_jax_without_tensorflow() -> N
     loss = result["loss"]
     assert len(loss) == 3 and loss[-1] < loss[0] - 0.3, loss  # it learns (in-batch softmax over 256 starts near ln 256 = 5.5)
     assert result["finite"] and result["users"] > 0
+    assert min(result["export_moves"]) > 1e-3, result["export_moves"]  # each epoch's export differs from the last
     assert result["ranker_pair_accuracy"] > 0.9, result  # 0.5 is chance
 
 
