@@ -45,8 +45,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import bentoml
 import faiss
+from _bentoml_sdk.io_models import IORootModel
 from bentoml.exceptions import NotFound
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from recsys import keys, tombstones
 from recsys.schemas import (
@@ -113,6 +114,23 @@ SHADOW_DROPPED = bentoml.metrics.Counter(
 )
 
 
+RESPONSES = TypeAdapter(list[RecommendResponse])
+
+
+class RecommendBatchOutput(IORootModel[list[RecommendResponse]]):
+    """/recommend_batch's answer, a JSON list of answers, written by pydantic's serializer.
+
+    BentoML's own root model for a list derives its media type from the list's JSON schema on
+    every response and writes through `json.dumps` of a `model_dump`: a quarter of the worker's
+    time under /recommend_batch (py-spy, 64 users a request), for bytes that are the same.
+    """
+
+    media_type = "application/json"
+
+    def model_dump_json(self, **kwargs: object) -> str:
+        return RESPONSES.dump_json(self.root).decode()
+
+
 def load_serving(model: bentoml.Model) -> ServingModel:
     """A stored BentoML model as served: arrays, shipped index, metadata and tag."""
     path = Path(model.path)
@@ -144,6 +162,12 @@ def load_deployment(champion_tag: str, keep: Deployment | None = None) -> Deploy
 def new_request_id() -> str:
     """128 random bits as 32 hex digits, like uuid4().hex without building a UUID object."""
     return secrets.token_hex(16)
+
+
+def new_request_ids(n: int) -> list[str]:
+    """`n` request ids from one read of the system's randomness (one read each cost a batch 4% of its time)."""
+    digits = secrets.token_hex(16 * n)
+    return [digits[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 def now() -> str:
@@ -251,12 +275,12 @@ class RecsysService:
         else:
             print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
-    def _response(self, q: Query, served: Served) -> RecommendResponse:
+    def _response(self, q: Query, served: Served, request_id: str) -> RecommendResponse:
         """The response as the user sees it, built before the shadow sees the request (so it cannot change it)."""
         rec, model = served.recommendation, served.model.model
         because = rec.because or [None] * len(rec.items)
         return RecommendResponse(
-            request_id=new_request_id(),
+            request_id=request_id,
             user_id=q.user_id,
             items=[RecommendedItem(item_id=i, title=model.title(i), score=s, because=b, because_title=model.title(b)) for (i, s), b in zip(rec.items, because)],
             fallback=rec.fallback,
@@ -279,14 +303,14 @@ class RecsysService:
         pseudonym = None if q.forgotten else pseudonymise(user_id, self.log_key)
         served = serve(deployed, [q], [pseudonym], self.canary_share)[0]
         cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000)
-        response = self._response(q, served)
+        response = self._response(q, served, new_request_id())
         # Logged before it is returned, or queued for the shadow, whose thread writes it once scored and
         # at shutdown: an answered request is a logged one.
         self._log(deployed, [q], [record(response.request_id, now(), timestamp, pseudonym, q, served, cpu_us)])
         _count("recommend", time.thread_time() - start, 1)
         return response
 
-    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000, output_spec=RecommendBatchOutput)
     async def recommend_batch(self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]) -> list[RecommendResponse]:
         """Many users at once; concurrent calls are merged (adaptive batching) into one search."""
         start = time.thread_time()
@@ -296,7 +320,7 @@ class RecsysService:
         pseudonyms = [None if q.forgotten else pseudonymise(q.user_id, self.log_key) for q in queries]
         served = serve(deployed, queries, pseudonyms, self.canary_share)
         cpu_us = (time.thread_time() - start) * 1e6 / len(queries)  # one search per arm for the batch: an equal share each
-        responses = [self._response(q, s) for q, s in zip(queries, served)]
+        responses = [self._response(q, s, i) for q, s, i in zip(queries, served, new_request_ids(len(queries)))]
         lines = [record(a.request_id, now(), r.timestamp, p, q, s, cpu_us) for q, s, r, a, p in zip(queries, served, requests, responses, pseudonyms)]
         self._log(deployed, queries, lines)  # the shadow's sample in batches on its thread
         _count("recommend_batch", time.thread_time() - start, len(queries))

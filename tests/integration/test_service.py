@@ -76,9 +76,11 @@ def test_unknown_user_gets_popularity_fallback(served: Served) -> None:
 
 
 def test_batch_answers_in_order_and_concurrent_batches_all_complete(served: Served) -> None:
-    body = httpx.post(
+    reply = httpx.post(
         f"{served.url}/recommend_batch", json={"requests": [{"user_id": "u1", "k": 2}, {"user_id": "nobody", "k": 3}, {"user_id": "u3", "k": 4}]}
-    ).json()
+    )
+    assert reply.headers["content-type"] == "application/json"  # the batch's own output spec (RecommendBatchOutput)
+    body = reply.json()
     assert [len(r["items"]) for r in body] == [2, 3, 4] and [r["fallback"] for r in body] == [False, True, False]
     assert len({r["request_id"] for r in body}) == 3
     results: list[int] = []
@@ -132,6 +134,8 @@ def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
     assert users_after == users + 20 and cpu_after > cpu  # the counters grow with requests
     spec = httpx.get(f"{served.url}/docs.json").json()
     assert {"/recommend", "/recommend_batch", "/similar_items", "/feedback"} <= set(spec["paths"])
+    batch_answer = spec["paths"]["/recommend_batch"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert batch_answer["type"] == "array" and batch_answer["items"]["$ref"].endswith("RecommendResponse"), batch_answer
     # Swagger UI's examples are ids the served model knows (recorded at promotion), not "string"
     model = registry.load_version(served.settings, info["version"])
     assert info["example_user_id"] in model.user_index and info["example_item_id"] in model.item_index
