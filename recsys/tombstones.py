@@ -116,13 +116,14 @@ class TombstoneWatch:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._path = path_of(settings)  # once: building it from the settings cost half of each call
         self._seen: tuple[int, int] | None = None  # (inode, mtime) of the file last read; None: no file
         self.current = Tombstones(frozenset())
 
     def changed(self) -> bool:
         """True (after re-reading it) when the file was replaced since the last call."""
         try:
-            stat = os.stat(path_of(self.settings))
+            stat = os.stat(self._path)
             seen: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
         except FileNotFoundError:
             seen = None
