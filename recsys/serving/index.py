@@ -35,7 +35,7 @@ class IndexReport:
     kind: str  # "hnsw" or "flat" (exact)
     recall: float
     k: int
-    ef_search: int
+    ef_search: int  # HNSW's search depth; for "flat" after HNSW failed, the depth it reached
     n_items: int
 
     @property
@@ -93,7 +93,12 @@ def build_checked(item_vectors: np.ndarray, queries: np.ndarray, seed: int = 0) 
     """An HNSW index with the smallest efSearch (doubling from 64) whose recall passes.
 
     `queries` are the vectors the index will really be asked with (a sample of user vectors).
-    If recall still fails at efSearch >= n_items the report says so and the caller refuses.
+    If recall still fails at efSearch >= n_items, the exact (flat) index is checked and
+    returned instead: a graph searched that deep visits about every item anyway, so a flat scan
+    costs no more and is exact. (EASE's and item-kNN's vectors, one dimension per item, are
+    such a case on small catalogues: refusing their promotion for an index they do not rank
+    with, recall 0.94 on the test shop, stopped a blessed model.) The caller refuses only an
+    index whose report does not pass, which an exact one does unless MIN_RECALL is above 1.
     Vectors of fewer than MIN_HNSW_DIM dimensions get the exact index (checked all the same).
     """
     rng = np.random.default_rng(seed)
@@ -106,8 +111,11 @@ def build_checked(item_vectors: np.ndarray, queries: np.ndarray, seed: int = 0) 
     index, kth_exact = build_hnsw(item_vectors), kth_exact_score(item_vectors, queries, k)
     while True:
         recall = recall_at_k(index, item_vectors, queries, k, kth_exact)
-        if recall >= MIN_RECALL or index.hnsw.efSearch >= len(item_vectors):
+        if recall >= MIN_RECALL:
             return index, IndexReport("hnsw", recall, k, index.hnsw.efSearch, len(item_vectors))
+        if index.hnsw.efSearch >= len(item_vectors):
+            exact = exact_index(item_vectors)
+            return exact, IndexReport("flat", recall_at_k(exact, item_vectors, queries, k, kth_exact), k, index.hnsw.efSearch, len(item_vectors))
         index.hnsw.efSearch *= 2
 
 

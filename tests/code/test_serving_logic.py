@@ -117,10 +117,20 @@ def test_recall_check_refuses_an_index_that_misses(model: EmbeddingModel, monkey
     rng = np.random.default_rng(1)
     random_users = rng.normal(size=(300, 16)).astype(np.float32)
     assert index.recall_at_k(weak, model.item_vectors, random_users) < index.MIN_RECALL
-    # build_checked itself refuses: with a bar no index can reach it searches up to the whole catalogue, then says so
+    # with a bar no index can reach, build_checked searches up to the whole catalogue, then checks exact search: it fails too, and says so
     monkeypatch.setattr(index, "MIN_RECALL", 1.01)
     _, refused = index.build_checked(model.item_vectors, random_users)
-    assert refused.kind == "hnsw" and not refused.passed and refused.ef_search >= model.n_items
+    assert refused.kind == "flat" and not refused.passed and refused.ef_search >= model.n_items
+
+
+def test_a_graph_that_fails_at_full_depth_gives_way_to_exact_search(model: EmbeddingModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a graph over other vectors finds the wrong items at any depth
+    lost = index.build_hnsw(np.random.default_rng(2).normal(size=model.item_vectors.shape).astype(np.float32))
+    monkeypatch.setattr(index, "build_hnsw", lambda vectors: lost)
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+    assert report.kind == "flat" and report.passed and report.recall == 1.0 and report.ef_search >= model.n_items
+    queries = model.user_vectors[:20]
+    assert (ann.search(queries, 10)[1] == index.exact_index(model.item_vectors).search(queries, 10)[1]).all()
 
 
 def test_one_dimensional_vectors_get_the_exact_index() -> None:
