@@ -2,10 +2,11 @@
 
 Scoring every item for every request is what dominates serving as a catalogue grows, so
 the champion ships with a faiss HNSW index (inner product, the model's score). It is built
-once at promotion, checked against exact search (recall@100 >= 0.99, else the promotion
-is refused) and written with `faiss.write_index` into the BentoML model folder: no pickles.
-Exact search (a flat inner-product index) is both the reference of that check and the
-fallback when no index was shipped or an approximate search comes back short.
+once at promotion, checked against exact search (recall@100 >= 0.99; a graph that misses it
+even searched as deep as the catalogue is replaced by exact search) and written with
+`faiss.write_index` into the BentoML model folder: no pickles. Exact search (a flat
+inner-product index) is the reference of that check and the fallback when no index was
+shipped or an approximate search comes back short.
 """
 
 from __future__ import annotations
