@@ -160,15 +160,15 @@ def load_deployment(champion_tag: str, keep: Deployment | None = None) -> Deploy
     return Deployment(load(champion_tag), challenger(SETTINGS.canary_alias), challenger(SETTINGS.shadow_alias))
 
 
-def new_request_id() -> str:
-    """128 random bits as 32 hex digits, like uuid4().hex without building a UUID object."""
-    return secrets.token_hex(16)
-
-
 def new_request_ids(n: int) -> list[str]:
-    """`n` request ids from one read of the system's randomness (one read each cost a batch 4% of its time)."""
+    """`n` ids of 128 random bits as 32 hex digits (like uuid4().hex without UUID objects), from
+    one read of the system's randomness: one read each cost a 64-user batch 4% of its time."""
     digits = secrets.token_hex(16 * n)
     return [digits[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+def new_request_id() -> str:
+    return new_request_ids(1)[0]
 
 
 def now() -> str:
