@@ -45,15 +45,18 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from benchmarks import wrk
 from recsys import platform
-from recsys.data.ingest import Dataset
 from recsys.monitoring.canary import ArmCounts, CanaryWindow, windows_since
 from recsys.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # the data modules are imported where used, as `train_version` does
+    from recsys.data.ingest import Dataset
 
 CHAMPION_FAMILY = "ials"  # unless --champion-family
 BETTER_FAMILY = "ease"  # the better challenger's, unless --better-family

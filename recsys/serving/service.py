@@ -42,7 +42,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
 import faiss
@@ -129,6 +129,7 @@ class RecommendBatchOutput(IORootModel[list[RecommendResponse]]):
     media_type = "application/json"
 
     def model_dump_json(self, **kwargs: object) -> str:
+        # BentoML passes only `exclude` (the multipart fields), which a JSON list has none of.
         return RESPONSES.dump_json(self.root).decode()
 
 
@@ -168,6 +169,7 @@ def new_request_ids(n: int) -> list[str]:
 
 
 def new_request_id() -> str:
+    """One request id (`new_request_ids`)."""
     return new_request_ids(1)[0]
 
 
@@ -388,7 +390,7 @@ def _count(endpoint: str, cpu_s: float, users: int) -> None:
 
 
 @functools.cache
-def _counters(endpoint: str) -> tuple:
+def _counters(endpoint: str) -> tuple[Any, Any]:
     """The endpoint's two counters, looked up by label once per worker rather than on every request."""
     return CPU_SECONDS.labels(endpoint=endpoint), RECOMMENDED_USERS.labels(endpoint=endpoint)
 

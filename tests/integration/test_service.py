@@ -79,7 +79,7 @@ def test_batch_answers_in_order_and_concurrent_batches_all_complete(served: Serv
     reply = httpx.post(
         f"{served.url}/recommend_batch", json={"requests": [{"user_id": "u1", "k": 2}, {"user_id": "nobody", "k": 3}, {"user_id": "u3", "k": 4}]}
     )
-    assert reply.headers["content-type"] == "application/json"  # the batch's own output spec (RecommendBatchOutput)
+    assert reply.headers["content-type"] == "application/json"  # the contract RecommendBatchOutput (a speed-up) must keep
     body = reply.json()
     assert [len(r["items"]) for r in body] == [2, 3, 4] and [r["fallback"] for r in body] == [False, True, False]
     assert len({r["request_id"] for r in body}) == 3
