@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 from pydantic_core import to_json
 
-from recsys.models.base import HISTORY_ROW_FAMILIES, EmbeddingModel, top_k
+from recsys.models.base import HISTORY_ROW_FAMILIES, EmbeddingModel
 from recsys.models.two_stage import served as two_stage
 from recsys.schemas import FeedbackRecord, RequestRecord, SimilarItemsRecord
 from recsys.serving import index as ann
@@ -127,8 +127,9 @@ class ServingModel:
         return cls(model, index, info, stage_two)
 
     def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
-        """Answers in order; known users in one index search per group of like depth (k + seen),
-        or, for a two-stage model, each ranked alone by its two stages.
+        """Answers in order. Known users: with exact search, all in one matrix product
+        (`_rank_exactly`); with a graph, in one index search per group of like depth (k + seen);
+        for a two-stage model or an item-item one, each ranked alone (its stages, its rows).
 
         A search is as deep as the deepest query in it, and HNSW's cost grows with depth: one
         search for a whole batch made every user pay for the longest history in it (64 Online
@@ -140,6 +141,7 @@ class ServingModel:
         rows = [None if q.forgotten else model.user_index.get(q.user_id) for q in queries]
         out: list[Recommendation | None] = [None] * len(queries)
         groups: dict[int, list[tuple[int, int]]] = {}  # depth to the next power of two -> (query, depth)
+        exact: list[int] = []  # queries of known users, ranked exactly in one product
         for i, r in enumerate(rows):
             if r is not None and self.stage_two is not None:
                 q = queries[i]
@@ -147,9 +149,13 @@ class ServingModel:
             elif r is not None and history_rows is not None:
                 q = queries[i]
                 out[i] = _answer(model, r, *self._from_history(history_rows, r, q.k, q.exclude_seen), q.explain)
+            elif r is not None and self._exact:
+                exact.append(i)
             elif r is not None:
                 depth = queries[i].k + (len(model.seen(r)) if queries[i].exclude_seen else 0)
                 groups.setdefault(1 << (depth - 1).bit_length(), []).append((i, depth))
+        if exact:
+            self._rank_exactly(exact, rows, queries, out)
         for group in groups.values():
             users = np.array([rows[i] for i, _ in group])
             depth = max(d for _, d in group)
@@ -160,6 +166,31 @@ class ServingModel:
             if r is None:
                 out[i] = _fallback(model, queries[i].k)
         return out  # type: ignore[return-value]
+
+    @cached_property
+    def _exact(self) -> bool:
+        """Whether the index is exact search (flat): then known users are ranked by one matrix
+        product, their seen items masked, and faiss's heap (`_rank_exactly`), with no search depth."""
+        return isinstance(self.index, faiss.IndexFlat)
+
+    def _rank_exactly(self, picked: list[int], rows: Sequence[int | None], queries: Sequence[Query], out: list[Recommendation | None]) -> None:
+        """Answer the `picked` queries by exact scores: their users' vectors times every item's, seen items at -inf, the k best.
+
+        Why not the flat index's own search: it cannot leave seen items out, so it must search as
+        deep as k plus the history (over 1,000 for some users) and drop them after; masking first
+        keeps every user's heap at k.
+        """
+        model = self.model
+        users = np.array([rows[i] for i in picked])
+        scores = model.user_vectors[users] @ model.item_vectors.T
+        for j, i in enumerate(picked):
+            if queries[i].exclude_seen:
+                scores[j, model.seen(users[j])] = -np.inf
+        found, found_scores = ann.best_k(scores, min(max(queries[i].k for i in picked), model.n_items))
+        for j, i in enumerate(picked):
+            top, top_scores = found[j, : queries[i].k], found_scores[j, : queries[i].k]
+            keep = top >= 0  # padding: fewer than k items the user has not seen
+            out[i] = _answer(model, int(users[j]), top[keep], top_scores[keep], queries[i].explain)
 
     @cached_property
     def _history_rows(self) -> np.ndarray | None:
@@ -182,10 +213,9 @@ class ServingModel:
         scores = history_rows[np.flatnonzero(model.user_vectors[user])].sum(axis=0)
         if exclude_seen:
             scores[model.seen(user)] = -np.inf
-        k = min(k, model.n_items - (len(model.seen(user)) if exclude_seen else 0))
-        if k <= 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return top_k(scores, k)
+        top, top_scores = ann.best_k(scores[None], min(k, model.n_items))
+        keep = top[0] >= 0  # padding: fewer than k items the user has not seen
+        return top[0][keep], top_scores[0][keep]
 
     def _pick(self, user: int, query: Query, found: np.ndarray, scores: np.ndarray) -> Recommendation:
         """Drop seen items and padding from one search row; exact scoring if that leaves < k."""

@@ -40,7 +40,7 @@ def model() -> EmbeddingModel:
 
 @pytest.fixture(scope="module")
 def served(model: EmbeddingModel, tmp_path_factory: pytest.TempPathFactory) -> ServingModel:
-    ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors, max_exact_scan=0)  # a graph, though the catalogue is small
     assert report.kind == "hnsw" and report.passed and report.k == 100
     folder = tmp_path_factory.mktemp("bento")
     index.write(ann, folder)
@@ -82,8 +82,8 @@ def test_batch_mixes_known_unknown_and_different_k(served: ServingModel) -> None
 
 
 def test_a_batch_answers_each_user_as_alone_whatever_their_history(model: EmbeddingModel, tmp_path: Path) -> None:
-    """Users with 5..40 seen items and k of 1..60 in one batch (searched in groups of like depth):
-    each gets the list it gets alone. Exact index, so search depth changes nothing but the cost."""
+    """Users with 5..40 seen items and k of 1..60 in one batch (one matrix product, each row's own k):
+    each gets the list it gets alone."""
     model.save(tmp_path / "export")
     exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
     queries = [Query(f"u{u}", 1 + u % 60) for u in range(0, 200, 3)] + [Query("nobody", 4), Query("u7", 9, exclude_seen=False)]
@@ -119,7 +119,7 @@ def test_recall_check_refuses_an_index_that_misses(model: EmbeddingModel, monkey
     assert index.recall_at_k(weak, model.item_vectors, random_users) < index.MIN_RECALL
     # with a bar no index can reach, build_checked searches up to the whole catalogue, then checks exact search: it fails too, and says so
     monkeypatch.setattr(index, "MIN_RECALL", 1.01)
-    _, refused = index.build_checked(model.item_vectors, random_users)
+    _, refused = index.build_checked(model.item_vectors, random_users, max_exact_scan=0)
     assert refused.kind == "flat" and not refused.passed and refused.ef_search >= model.n_items
 
 
@@ -127,10 +127,37 @@ def test_a_graph_that_fails_at_full_depth_gives_way_to_exact_search(model: Embed
     # a graph over other vectors finds the wrong items at any depth
     lost = index.build_hnsw(np.random.default_rng(2).normal(size=model.item_vectors.shape).astype(np.float32))
     monkeypatch.setattr(index, "build_hnsw", lambda vectors: lost)
-    ann, report = index.build_checked(model.item_vectors, model.user_vectors)
+    ann, report = index.build_checked(model.item_vectors, model.user_vectors, max_exact_scan=0)
     assert report.kind == "flat" and report.passed and report.recall == 1.0 and report.ef_search >= model.n_items
     queries = model.user_vectors[:20]
     assert (ann.search(queries, 10)[1] == index.exact_index(model.item_vectors).search(queries, 10)[1]).all()
+
+
+def test_a_small_catalogue_gets_exact_search_and_a_large_one_a_graph(model: EmbeddingModel) -> None:
+    small, report = index.build_checked(model.item_vectors, model.user_vectors)  # 600 items x 16 dimensions
+    assert model.item_vectors.size <= index.EXACT_MAX_SCAN and report.kind == "flat" and report.recall == 1.0 and small.ntotal == 600
+    _, large = index.build_checked(model.item_vectors, model.user_vectors, max_exact_scan=model.item_vectors.size - 1)
+    assert large.kind == "hnsw" and large.passed
+
+
+def test_exact_serving_ranks_as_full_scoring_does(model: EmbeddingModel, tmp_path: Path) -> None:
+    """The exact path (one product, seen items masked, faiss's heap) gives exactly the lists and
+    scores of scoring every item, and fewer than k when fewer items are left unseen."""
+    model.save(tmp_path / "export")
+    exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
+    queries = [Query(f"u{u}", 10 + u % 30, exclude_seen=u % 4 != 0) for u in range(200)] + [Query("u9", 600)]
+    for q, rec in zip(queries, exact.recommend(queries)):
+        reference = recommend_one(model, q.user_id, q.k, q.exclude_seen)
+        assert [i for i, _ in rec.items] == [i for i, _ in reference.items if np.isfinite(_)]
+        assert [s for _, s in rec.items] == pytest.approx([s for _, s in reference.items if np.isfinite(s)], rel=1e-5, abs=1e-5)
+    assert len(exact.recommend([Query("u9", 600)])[0].items) == 600 - len(model.seen(9))
+
+
+def test_best_k_keeps_each_rows_best_and_pads_what_is_masked() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [1.0, -np.inf, -np.inf, -np.inf]], np.float32)
+    top, top_scores = index.best_k(scores, 3)
+    assert top.tolist() == [[1, 3, 2], [0, -1, -1]]
+    assert top_scores[0].tolist() == pytest.approx([0.9, 0.7, 0.5])
 
 
 def test_one_dimensional_vectors_get_the_exact_index() -> None:

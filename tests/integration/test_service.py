@@ -108,7 +108,7 @@ def test_model_lineage_health_metrics_and_docs(served: Served) -> None:
     info = httpx.get(f"{served.url}/model").json()
     mv = registry.MlflowClient().get_model_version(served.settings.registered_model, "1")
     assert info["version"] == "1" and info["run_id"] == mv.run_id and info["gx_result_id"] == "gx-7"
-    assert info["data_digest"] and info["promoted_at"] and info["index_kind"] == "hnsw"
+    assert info["data_digest"] and info["promoted_at"] and info["index_kind"] == "flat"  # a small catalogue: exact search (index.EXACT_MAX_SCAN)
     assert info["index_recall_at_100"] >= 0.99 and info["bento_tag"].startswith("recsys:")
     assert info["retriever_runs"] == {}  # a two-tower model has no retrievers (a two-stage one: tests/integration/test_two_stage_lineage.py)
     for path in ("/livez", "/readyz", "/"):
