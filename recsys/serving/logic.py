@@ -174,23 +174,20 @@ class ServingModel:
         return isinstance(self.index, faiss.IndexFlat)
 
     def _rank_exactly(self, picked: list[int], rows: Sequence[int | None], queries: Sequence[Query], out: list[Recommendation | None]) -> None:
-        """Answer the `picked` queries by exact scores: their users' vectors times every item's, seen items at -inf, the k best.
+        """Answer the `picked` queries by exact scores: their users' vectors times every item's, in one product.
 
         Why not the flat index's own search: it cannot leave seen items out, so it must search as
         deep as k plus the history (over 1,000 for some users) and drop them after; masking first
-        keeps every user's heap at k.
+        (`_best_unseen`) keeps every user's heap at k.
         """
         model = self.model
         users = np.array([rows[i] for i in picked])
-        scores = model.user_vectors[users] @ model.item_vectors.T
-        for j, i in enumerate(picked):
-            if queries[i].exclude_seen:
-                scores[j, model.seen(users[j])] = -np.inf
-        found, found_scores = ann.best_k(scores, min(max(queries[i].k for i in picked), model.n_items))
-        for j, i in enumerate(picked):
-            top, top_scores = found[j, : queries[i].k], found_scores[j, : queries[i].k]
-            keep = top >= 0  # padding: fewer than k items the user has not seen
-            out[i] = _answer(model, int(users[j]), top[keep], top_scores[keep], queries[i].explain)
+        ranked = _best_unseen(
+            model, users, model.user_vectors[users] @ model.item_vectors.T, [queries[i].exclude_seen for i in picked], max(queries[i].k for i in picked)
+        )
+        for i, user, (top, top_scores) in zip(picked, users, ranked):
+            k = queries[i].k
+            out[i] = _answer(model, int(user), top[:k], top_scores[:k], queries[i].explain)
 
     @cached_property
     def _history_rows(self) -> np.ndarray | None:
@@ -211,11 +208,7 @@ class ServingModel:
         """Exact top-k (items, scores) of an item-item model: the sum of the rows of the user's history."""
         model = self.model
         scores = history_rows[np.flatnonzero(model.user_vectors[user])].sum(axis=0)
-        if exclude_seen:
-            scores[model.seen(user)] = -np.inf
-        top, top_scores = ann.best_k(scores[None], min(k, model.n_items))
-        keep = top[0] >= 0  # padding: fewer than k items the user has not seen
-        return top[0][keep], top_scores[0][keep]
+        return _best_unseen(model, np.array([user]), scores[None], [exclude_seen], k)[0]
 
     def _pick(self, user: int, query: Query, found: np.ndarray, scores: np.ndarray) -> Recommendation:
         """Drop seen items and padding from one search row; exact scoring if that leaves < k."""
@@ -226,9 +219,8 @@ class ServingModel:
             keep &= seen[np.minimum(np.searchsorted(seen, found), len(seen) - 1)] != found
         top, top_scores = found[keep][: query.k], scores[keep][: query.k]
         if len(top) < min(query.k, model.n_items - (len(seen) if query.exclude_seen else 0)):
-            exact_top, exact_scores = model.recommend(np.array([user]), query.k, query.exclude_seen)
-            top, top_scores = exact_top[0], exact_scores[0]
-            top, top_scores = top[np.isfinite(top_scores)], top_scores[np.isfinite(top_scores)]
+            users = np.array([user])
+            top, top_scores = _best_unseen(model, users, model.user_vectors[users] @ model.item_vectors.T, [query.exclude_seen], query.k)[0]
         return _answer(model, user, top, top_scores, query.explain)
 
     def similar(self, item_id: str, k: int) -> list[tuple[str, float]] | None:
@@ -240,6 +232,20 @@ class ServingModel:
         scores, found = self.index.search(self.model.item_vectors[row : row + 1], n)
         keep = (found[0] >= 0) & (found[0] != row)
         return _pairs(self.model, found[0][keep][:k], scores[0][keep][:k])
+
+
+def _best_unseen(model: EmbeddingModel, users: np.ndarray, scores: np.ndarray, exclude_seen: Sequence[bool], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each user's k best (items, scores) from their row of `scores`, their seen items left out where asked.
+
+    Seen items are set to -inf before faiss's heap (`index.best_k`), so no row is searched
+    deeper than k; a row with fewer than k items left comes back shorter. `scores` is changed.
+    """
+    for row, (user, exclude) in enumerate(zip(users, exclude_seen)):
+        if exclude:
+            scores[row, model.seen(int(user))] = -np.inf
+    found, found_scores = ann.best_k(scores, min(k, model.n_items))
+    kept = found >= 0  # padding: fewer than k items the user has not seen
+    return [(found[row][kept[row]], found_scores[row][kept[row]]) for row in range(len(users))]
 
 
 def pseudonymise(user_id: str, key: bytes) -> str:

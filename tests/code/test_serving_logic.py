@@ -146,11 +146,19 @@ def test_exact_serving_ranks_as_full_scoring_does(model: EmbeddingModel, tmp_pat
     model.save(tmp_path / "export")
     exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
     queries = [Query(f"u{u}", 10 + u % 30, exclude_seen=u % 4 != 0) for u in range(200)] + [Query("u9", 600)]
-    for q, rec in zip(queries, exact.recommend(queries)):
-        reference = recommend_one(model, q.user_id, q.k, q.exclude_seen)
-        assert [i for i, _ in rec.items] == [i for i, _ in reference.items if np.isfinite(_)]
-        assert [s for _, s in rec.items] == pytest.approx([s for _, s in reference.items if np.isfinite(s)], rel=1e-5, abs=1e-5)
-    assert len(exact.recommend([Query("u9", 600)])[0].items) == 600 - len(model.seen(9))
+    recs = exact.recommend(queries)
+    for q, rec in zip(queries, recs):
+        reference = [(i, s) for i, s in recommend_one(model, q.user_id, q.k, q.exclude_seen).items if np.isfinite(s)]  # full scoring pads with -inf
+        assert [i for i, _ in rec.items] == [i for i, _ in reference]
+        assert [s for _, s in rec.items] == pytest.approx([s for _, s in reference], rel=1e-5, abs=1e-5)
+    assert len(recs[-1].items) == 600 - len(model.seen(9))
+
+
+def test_a_graph_that_comes_back_short_is_made_up_by_exact_scoring(model: EmbeddingModel) -> None:
+    partial = index.build_hnsw(model.item_vectors[:50])  # finds at most 50 items, fewer than asked
+    served = ServingModel(model, partial, {"version": "1"})
+    rec = served.recommend([Query("u5", 60)])[0]
+    assert [i for i, _ in rec.items] == [i for i, _ in recommend_one(model, "u5", 60).items]
 
 
 def test_best_k_keeps_each_rows_best_and_pads_what_is_masked() -> None:
