@@ -49,6 +49,7 @@ import faiss
 from _bentoml_sdk.io_models import IORootModel
 from bentoml.exceptions import NotFound
 from pydantic import Field, TypeAdapter
+from starlette.responses import Response
 from threadpoolctl import threadpool_limits
 
 from recsys import keys, tombstones
@@ -121,6 +122,7 @@ SHADOW_DROPPED = bentoml.metrics.Counter(
 
 
 RESPONSES = TypeAdapter(list[RecommendResponse])
+JSON_ANSWER = "application/json"
 
 
 class RecommendBatchOutput(IORootModel[list[RecommendResponse]]):
@@ -131,7 +133,7 @@ class RecommendBatchOutput(IORootModel[list[RecommendResponse]]):
     time under /recommend_batch (py-spy, 64 users a request), for bytes that are the same.
     """
 
-    media_type = "application/json"
+    media_type = JSON_ANSWER
 
     def model_dump_json(self, **kwargs: object) -> str:
         # BentoML passes only `exclude` (the multipart fields), which a JSON list has none of.
@@ -283,20 +285,7 @@ class RecsysService:
         else:
             print(f"recsys: erasure done (see the audit log); champion {erasure.model_version or 'unchanged'}", flush=True)
 
-    def _response(self, q: Query, served: Served, request_id: str) -> RecommendResponse:
-        """The response as the user sees it, built before the shadow sees the request (so it cannot change it)."""
-        rec, model = served.recommendation, served.model.model
-        because = rec.because or [None] * len(rec.items)
-        return RecommendResponse(
-            request_id=request_id,
-            user_id=q.user_id,
-            items=[RecommendedItem(item_id=i, title=model.title(i), score=s, because=b, because_title=model.title(b)) for (i, s), b in zip(rec.items, because)],
-            fallback=rec.fallback,
-            model_version=served.model.version,
-            arm=served.arm,
-        )
-
-    @bentoml.api
+    @bentoml.api(output_spec=RecommendResponse)
     async def recommend(
         self,
         user_id: UserIdParam,
@@ -304,19 +293,25 @@ class RecsysService:
         exclude_seen: bool = True,
         explain: bool = False,
         timestamp: Annotated[str | None, Field(max_length=40)] = None,
-    ) -> RecommendResponse:
-        """Top-k items for a user; unknown users get the most popular items (fallback=true)."""
+    ) -> Response:
+        """Top-k items for a user; unknown users get the most popular items (fallback=true).
+
+        The answer is a `RecommendResponse` (its schema is the API's, `output_spec`), sent as its
+        JSON bytes in one plain response: BentoML's own output path checks it for a file and
+        streams the bytes chunked. With the answer validated from dicts (`_responses`), the server's
+        CPU a request fell from 483 to 468 us (side by side in one run, 2 cores).
+        """
         start = time.thread_time()
         deployed, q = self.deployed, Query(user_id, k, exclude_seen, explain, user_id in self._forgotten())
         pseudonym = None if q.forgotten else pseudonymise(user_id, self.log_key)
-        served = serve(deployed, [q], [pseudonym], self.canary_share)[0]
+        served = serve(deployed, [q], [pseudonym], self.canary_share)
         cpu_us = (time.thread_time() - start) * 1e6  # the ranking's CPU (the monitor's cost per 1,000)
-        response = self._response(q, served, new_request_id())
+        response = _responses([q], served, [new_request_id()])[0]
         # Logged before it is returned, or queued for the shadow, whose thread writes it once scored and
         # at shutdown: an answered request is a logged one.
-        self._log(deployed, [q], [record(response.request_id, now(), timestamp, pseudonym, q, served, cpu_us)])
+        self._log(deployed, [q], [record(response.request_id, now(), timestamp, pseudonym, q, served[0], cpu_us)])
         _count("recommend", time.thread_time() - start, 1)
-        return response
+        return Response(response.model_dump_json(), media_type=JSON_ANSWER)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=5000, output_spec=RecommendBatchOutput)
     async def recommend_batch(self, requests: Annotated[list[RecommendRequest], Field(min_length=1, max_length=MAX_BATCH)]) -> list[RecommendResponse]:
@@ -328,7 +323,7 @@ class RecsysService:
         pseudonyms = [None if q.forgotten else pseudonymise(q.user_id, self.log_key) for q in queries]
         served = serve(deployed, queries, pseudonyms, self.canary_share)
         cpu_us = (time.thread_time() - start) * 1e6 / len(queries)  # one search per arm for the batch: an equal share each
-        responses = [self._response(q, s, i) for q, s, i in zip(queries, served, new_request_ids(len(queries)))]
+        responses = _responses(queries, served, new_request_ids(len(queries)))
         lines = [record(a.request_id, now(), r.timestamp, p, q, s, cpu_us) for q, s, r, a, p in zip(queries, served, requests, responses, pseudonyms)]
         self._log(deployed, queries, lines)  # the shadow's sample in batches on its thread
         _count("recommend_batch", time.thread_time() - start, len(queries))
@@ -380,6 +375,23 @@ class RecsysService:
             )
         )
         return response
+
+
+def _responses(queries: list[Query], served: list[Served], request_ids: list[str]) -> list[RecommendResponse]:
+    """The answers as the users see them, built before the shadow sees the requests (so it cannot change them).
+
+    Validated from plain dicts in one pydantic call: a model built per item cost a third more
+    (16 against 12 us for ten items, in process).
+    """
+    return RESPONSES.validate_python([_answer(q, s, i) for q, s, i in zip(queries, served, request_ids)])
+
+
+def _answer(q: Query, served: Served, request_id: str) -> dict[str, Any]:
+    """One answer as the plain data of a `RecommendResponse` (validated by `_responses`)."""
+    rec, model = served.recommendation, served.model.model
+    because = rec.because or [None] * len(rec.items)
+    items = [{"item_id": i, "title": model.title(i), "score": s, "because": b, "because_title": model.title(b)} for (i, s), b in zip(rec.items, because)]
+    return {"request_id": request_id, "user_id": q.user_id, "items": items, "fallback": rec.fallback, "model_version": served.model.version, "arm": served.arm}
 
 
 def _forget(user_id: str) -> Erasure:

@@ -7,14 +7,15 @@ import hashlib
 import hmac
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recsys.models.base import EmbeddingModel
-from recsys.serving import index
-from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise, recommend_one
+from recsys.serving import index, logic
+from recsys.serving.logic import Query, RequestLog, ServingModel, TopLists, pseudonymise, recommend_one
 from tests.conftest import log_record
 
 
@@ -141,17 +142,35 @@ def test_a_small_catalogue_gets_exact_search_and_a_large_one_a_graph(model: Embe
 
 
 def test_exact_serving_ranks_as_full_scoring_does(model: EmbeddingModel, tmp_path: Path) -> None:
-    """The exact path (one product, seen items masked, faiss's heap) gives exactly the lists and
-    scores of scoring every item, and fewer than k when fewer items are left unseen."""
+    """The exact paths (lists ranked at load; one product per request, seen items masked, faiss's
+    heap) give exactly the lists and scores of scoring every item, and fewer than k when fewer
+    items are left unseen."""
     model.save(tmp_path / "export")
     exact = ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"})
+    assert exact.top_lists is not None and exact.top_lists.depth == 100
     queries = [Query(f"u{u}", 10 + u % 30, exclude_seen=u % 4 != 0) for u in range(200)] + [Query("u9", 600)]
-    recs = exact.recommend(queries)
-    for q, rec in zip(queries, recs):
-        reference = [(i, s) for i, s in recommend_one(model, q.user_id, q.k, q.exclude_seen).items if np.isfinite(s)]  # full scoring pads with -inf
-        assert [i for i, _ in rec.items] == [i for i, _ in reference]
-        assert [s for _, s in rec.items] == pytest.approx([s for _, s in reference], rel=1e-5, abs=1e-5)
-    assert len(recs[-1].items) == 600 - len(model.seen(9))
+    for served in (exact, replace(exact, top_lists=None)):
+        recs = served.recommend(queries)
+        for q, rec in zip(queries, recs):
+            reference = [(i, s) for i, s in recommend_one(model, q.user_id, q.k, q.exclude_seen).items if np.isfinite(s)]  # full scoring pads with -inf
+            assert [i for i, _ in rec.items] == [i for i, _ in reference]
+            assert [s for _, s in rec.items] == pytest.approx([s for _, s in reference], rel=1e-5, abs=1e-5)
+        assert len(recs[-1].items) == 600 - len(model.seen(9))
+
+
+def test_lists_ranked_at_load_drop_their_padding() -> None:
+    lists = TopLists(np.array([[4, 2, -1, -1]], np.int32), np.array([[0.9, 0.5, -np.inf, -np.inf]], np.float32))
+    top, scores = lists.best(0, 3)
+    assert top.tolist() == [4, 2] and scores.tolist() == pytest.approx([0.9, 0.5])
+
+
+def test_lists_are_ranked_at_load_only_for_exact_search_within_budget(
+    model: EmbeddingModel, served: ServingModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert served.top_lists is None  # a graph: its catalogue is too large to rank every user
+    model.save(tmp_path / "export")
+    monkeypatch.setattr(logic, "TOP_LISTS_MAX_SCAN", len(model.user_ids) * model.item_vectors.size - 1)
+    assert ServingModel.load(tmp_path, tmp_path / "export", {"version": "1"}).top_lists is None
 
 
 def test_a_graph_that_comes_back_short_is_made_up_by_exact_scoring(model: EmbeddingModel) -> None:
