@@ -181,9 +181,10 @@ class ServingModel:
         return cls(model, index, info, stage_two, TopLists.rank(model) if exact and TopLists.affordable(model) else None)
 
     def recommend(self, queries: Sequence[Query]) -> list[Recommendation]:
-        """Answers in order. Known users: from the lists ranked at load (`TopLists`) where there are
-        some; else with exact search, all in one matrix product (`_rank_exactly`); with a graph, in one index search per group of like depth (k + seen);
-        for a two-stage model or an item-item one, each ranked alone (its stages, its rows).
+        """Answers in order. Known users: from the lists ranked at load (`TopLists`) where there
+        are some; else with exact search, all in one matrix product (`_rank_exactly`); with a
+        graph, in one index search per group of like depth (k + seen); for a two-stage model or
+        an item-item one, each ranked alone (its stages, its rows).
 
         A search is as deep as the deepest query in it, and HNSW's cost grows with depth: one
         search for a whole batch made every user pay for the longest history in it (64 Online
