@@ -12,16 +12,20 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
 from recsys import keys, registry
 from recsys.data.ingest import Dataset
 from recsys.data.split import Split
+from recsys.processes import running_pid
 from recsys.serving import index
 from recsys.settings import Settings
 from recsys.training import train
@@ -161,18 +165,50 @@ def test_generated_admin_token_is_private_and_opens_the_admin_routes(robust: Ser
 Answer = tuple[int, dict[bytes, bytes], bytes]  # status, headers (lower-case names), body
 
 
-def raw_burst(url: str, path: str, bodies: list[dict]) -> list[Answer]:
+@contextmanager
+def arriving_together(settings: Settings, port: int, connections: int) -> Iterator[None]:
+    """Once the service's worker holds `connections` connections on `port`, it is stopped (SIGSTOP)
+    while the block runs, then let go.
+
+    Requests sent meanwhile wait in the kernel, and the worker finds them all readable at once
+    when it resumes: a burst that arrives together however fast the service answers. Sent to a
+    running worker, a fast one can answer each before the next arrives and never have two in
+    flight (seen in a clean-clone run). Waiting for the connections first matters: stopped before
+    it had taken them, the worker answered all 128 singles below with never two in flight.
+    """
+    server = psutil.Process(running_pid(settings, "bentoml"))
+    workers = server.children(recursive=True)  # in sessions of their own
+
+    def held() -> int:
+        return sum(1 for w in workers for c in w.net_connections("tcp") if c.laddr and c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+    deadline = time.monotonic() + 30
+    while held() < connections:
+        assert time.monotonic() < deadline, f"the worker took {held()} of {connections} connections in 30 s"
+        time.sleep(0.05)
+    for worker in workers:
+        worker.suspend()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.resume()
+
+
+def raw_burst(url: str, path: str, bodies: list[dict], settings: Settings | None = None) -> list[Answer]:
     """Each request written whole in one send on a connection of its own, all before any answer is read.
 
     As wrk does, and unlike httpx, which writes headers and body apart: a handler still waiting for
     its body yields, and that would let even a plain count of requests in flight see them queue.
+    With the service's `settings`, the requests arrive together (`arriving_together`).
     """
     parts = urlsplit(url)
     sockets = [socket.create_connection((parts.hostname, parts.port)) for _ in bodies]
-    for sock, body in zip(sockets, bodies):
-        data = json.dumps(body).encode()
-        head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-        sock.sendall(head.encode() + data)
+    with arriving_together(settings, parts.port, len(sockets)) if settings else nullcontext():
+        for sock, body in zip(sockets, bodies):
+            data = json.dumps(body).encode()
+            head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+            sock.sendall(head.encode() + data)
     answers = []
     for sock in sockets:
         with sock, sock.makefile("rb") as reply:
@@ -184,15 +220,15 @@ def raw_burst(url: str, path: str, bodies: list[dict]) -> list[Answer]:
 
 
 def test_past_its_bound_the_service_refuses_at_once_and_logs_only_answers(robust: Served) -> None:
-    """32 batches at once, then 128 single requests, against a bound of 2: of each some are refused
-    with 503 and Retry-After, the rest answered, none fails otherwise, and the request log holds
-    exactly the answered ones. The singles' handler never yields, so a plain count of requests
-    in flight (BentoML's own limit) would never see them queue."""
+    """32 batches at once, then 128 single requests (each burst arriving together), against a bound
+    of 2: of each some are refused with 503 and Retry-After, the rest answered, none fails
+    otherwise, and the request log holds exactly the answered ones. The singles' handler never
+    yields, so a plain count of requests in flight (BentoML's own limit) would never see them queue."""
     log = robust.settings.request_log
     before = log.read_text().count("\n") if log.exists() else 0
     batch = {"requests": [{"user_id": f"u{i}", "k": 100, "explain": True} for i in range(64)]}
-    batches = raw_burst(robust.url, "/recommend_batch", [batch] * 32)
-    singles = raw_burst(robust.url, "/recommend", [{"user_id": f"u{i % 100}", "k": 100, "explain": True} for i in range(128)])
+    batches = raw_burst(robust.url, "/recommend_batch", [batch] * 32, robust.settings)
+    singles = raw_burst(robust.url, "/recommend", [{"user_id": f"u{i % 100}", "k": 100, "explain": True} for i in range(128)], robust.settings)
     answers = []
     for kind in (batches, singles):
         refused = [(h, b) for status, h, b in kind if status == 503]
