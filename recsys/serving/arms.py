@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import faiss
 
 from recsys.schemas import MAX_BATCH, Arm, RequestRecord
-from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel
+from recsys.serving.logic import Query, Recommendation, RequestLog, ServingModel, scrubbed
 
 
 def unit(key: str, salt: str = "") -> float:
@@ -182,7 +182,7 @@ class ShadowWriter:
                     dropped += 1
             now.append((query, line))
         if now:
-            self.log.append_built(functools.partial(self._scrubbed, now))
+            self.log.append_built(functools.partial(scrubbed, [(q.user_id, line) for q, line in now], self.forgotten))
         return dropped
 
     def close(self) -> None:
@@ -219,13 +219,8 @@ class ShadowWriter:
             by_shadow.setdefault(id(a.shadow), []).append(a)
         for group in by_shadow.values():
             scores = score_shadow(group[0].shadow, [a.query for a in group])
-            lines = [(a.query, with_shadow(a.line, score)) for a, score in zip(group, scores)]
-            self.log.append_built(functools.partial(self._scrubbed, lines))
-
-    def _scrubbed(self, lines: list[tuple[Query, RequestRecord]]) -> list[RequestRecord]:
-        """The lines as they may be written now: without the pseudonym of a user erased meanwhile."""
-        gone = self.forgotten()
-        return [line.model_copy(update={"user_id": None}) if line.user_id is not None and q.user_id in gone else line for q, line in lines]
+            lines = [(a.query.user_id, with_shadow(a.line, score)) for a, score in zip(group, scores)]
+            self.log.append_built(functools.partial(scrubbed, lines, self.forgotten))
 
 
 def record(request_id: str, served_at: str, event_time: str | None, pseudonym: str | None, query: Query, served: Served, cpu_us: float) -> RequestRecord:

@@ -13,11 +13,11 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
@@ -311,6 +311,21 @@ def _masked_best_k(model: EmbeddingModel, users: np.ndarray, scores: np.ndarray,
         if exclude:
             scores[row, model.seen(int(user))] = -np.inf
     return ann.best_k(scores, min(k, model.n_items))
+
+
+Logged = TypeVar("Logged", RequestRecord, FeedbackRecord)
+
+
+def scrubbed(lines: Sequence[tuple[str, Logged]], forgotten: Callable[[], Container[str]]) -> list[Logged]:
+    """The log lines (each beside its user's raw id) as they may be written now: without the
+    pseudonym of a user `forgotten()` lists.
+
+    Called under the log's lock (`RequestLog.append_built`): an erasure lists the user before it
+    rewrites the log under that lock, so a line checked here either lands before the rewrite (which
+    drops it) or is checked after the listing and written without them.
+    """
+    gone = forgotten()
+    return [line.model_copy(update={"user_id": None}) if line.user_id is not None and user in gone else line for user, line in lines]
 
 
 def pseudonymise(user_id: str, key: bytes) -> str:

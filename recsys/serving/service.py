@@ -71,7 +71,7 @@ from recsys.schemas import (
 )
 from recsys.serving.arms import Deployment, Served, ShadowWriter, record, serve
 from recsys.serving.http import LoadShedder, RequestGuard, admin_app
-from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise
+from recsys.serving.logic import Query, RequestLog, ServingModel, pseudonymise, scrubbed
 from recsys.settings import get_settings
 from recsys.tombstones import TombstoneWatch
 
@@ -216,6 +216,7 @@ class RecsysService:
         log_watch = TombstoneWatch(settings)  # the log's own: asked only under the log's lock (RequestLog.append_built)
         self.shadows = ShadowWriter(self.log, settings.shadow_share, settings.shadow_queue, forgotten=log_watch.now)
         self.events = RequestLog(log.with_name("events.jsonl"))
+        self.events_watch = TombstoneWatch(settings)  # the events log's own: asked only under its lock
         self._reload_lock = asyncio.Lock()
         self.tombstones = TombstoneWatch(settings)
         self._swaps: set[asyncio.Task] = set()  # reloads started by an erasure, held until done
@@ -360,17 +361,18 @@ class RecsysService:
     ) -> FeedbackResponse:
         """Record what the user did with a recommended item (joined to the answer by request_id)."""
         response = FeedbackResponse(request_id=new_request_id(), accepted=True, model_version=self.current.version)
-        self.events.append(
-            FeedbackRecord(
-                request_id=response.request_id,
-                served_at=now(),
-                user_id=None if user_id in self._forgotten() else pseudonymise(user_id, self.log_key),
-                item_id=item_id,
-                event=event,
-                answer_request_id=request_id,
-                model_version=response.model_version,
-            )
+        line = FeedbackRecord(
+            request_id=response.request_id,
+            served_at=now(),
+            user_id=None if user_id in self._forgotten() else pseudonymise(user_id, self.log_key),
+            item_id=item_id,
+            event=event,
+            answer_request_id=request_id,
+            model_version=response.model_version,
         )
+        # Checked again under the events log's lock: an erasure between the check above and the
+        # write would otherwise find this line written after its rewrite, pseudonym and all.
+        self.events.append_built(functools.partial(scrubbed, [(user_id, line)], self.events_watch.now))
         return response
 
 

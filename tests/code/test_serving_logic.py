@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,15 @@ def test_one_dimensional_vectors_get_the_exact_index() -> None:
     popularity = np.arange(300, dtype=np.float32)[:, None] % 7
     ann, report = index.build_checked(popularity, np.ones((10, 1), np.float32))
     assert report.kind == "flat" and report.recall == 1.0 and ann.ntotal == 300
+
+
+def test_a_line_is_scrubbed_of_a_user_listed_by_the_time_it_is_written() -> None:
+    lines = [("gone", log_record("r0", "x")), ("kept", log_record("r1", "x"))]
+    listed: set[str] = set()
+    build = partial(logic.scrubbed, lines, lambda: listed)
+    assert [line.user_id for line in build()] == [line.user_id for _, line in lines]  # nobody listed yet
+    listed.add("gone")  # an erasure lists them after the lines were made, before they are written
+    assert [line.user_id is None for line in build()] == [True, False]
 
 
 def test_log_pseudonymises_with_hmac_and_loses_no_line_under_threads(tmp_path: Path) -> None:

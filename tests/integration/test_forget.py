@@ -153,6 +153,11 @@ def test_forget_erases_the_user_everywhere_and_the_service_falls_back(served: Se
     retrained = EmbeddingModel.load(Path(mlflow.artifacts.download_artifacts(retrain.model_uri, dst_path=str(tmp_path))) / "artifacts" / "export")
     assert len(retrained.user_ids) > 250 and GONE not in retrained.user_index
 
+    # their feedback after the erasure: accepted, logged without an id
+    assert httpx.post(f"{url}/feedback", json=feedback).status_code == 200
+    events = [json.loads(line) for line in settings.events_log.read_text().splitlines()]
+    assert events[-1]["answer_request_id"] == before["request_id"] and events[-1]["user_id"] is None
+
     # (a) neither their id nor their log pseudonym is left anywhere under RECSYS_HOME, in any encoding
     assert holding(settings.home, needles) == []
     # the audit hash alone: in the audit log, the tombstones and the new version's `erasure` tag
