@@ -216,7 +216,6 @@ class RecsysService:
         log_watch = TombstoneWatch(settings)  # the log's own: asked only under the log's lock (RequestLog.append_built)
         self.shadows = ShadowWriter(self.log, settings.shadow_share, settings.shadow_queue, forgotten=log_watch.now)
         self.events = RequestLog(log.with_name("events.jsonl"))
-        self.events_watch = TombstoneWatch(settings)  # the events log's own: asked only under its lock
         self._reload_lock = asyncio.Lock()
         self.tombstones = TombstoneWatch(settings)
         self._swaps: set[asyncio.Task] = set()  # reloads started by an erasure, held until done
@@ -364,15 +363,16 @@ class RecsysService:
         line = FeedbackRecord(
             request_id=response.request_id,
             served_at=now(),
-            user_id=None if user_id in self._forgotten() else pseudonymise(user_id, self.log_key),
+            user_id=pseudonymise(user_id, self.log_key),
             item_id=item_id,
             event=event,
             answer_request_id=request_id,
             model_version=response.model_version,
         )
-        # Checked again under the events log's lock: an erasure between the check above and the
-        # write would otherwise find this line written after its rewrite, pseudonym and all.
-        self.events.append_built(functools.partial(scrubbed, [(user_id, line)], self.events_watch.now))
+        # Whether they were erased is asked under the events log's lock (on this event loop, so the
+        # service's own watch): checked before it, an erasure in between would find the line written
+        # after its rewrite, pseudonym and all.
+        self.events.append_built(functools.partial(scrubbed, [(user_id, line)], self._forgotten))
         return response
 
 

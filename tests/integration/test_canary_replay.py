@@ -92,7 +92,7 @@ def test_a_worse_canary_is_rolled_back_on_replayed_traffic(prefect_api, tmp_path
     # The service's arms: half the users, the same ones on every run. Arms are drawn by a hash of
     # the pseudonym, so a log key made per install drew other users each run, and one of ten runs
     # seen held the canary through all six windows (pooled -0.035 [-0.066, -0.004] against a bar of
-    # -0.007); with this key it is rolled back after one window every time (0.071 against 0.164).
+    # -0.007); with this key it was rolled back after one window in each of four runs (0.071 against 0.164).
     arms = {"RECSYS_CANARY_SHARE": "0.5", "RECSYS_LOG_KEY": "canary-replay-test-log-key-of-at-least-32-bytes"}
     with served_champion(tmp_path / "home", publish_with_worse_canary, extra_env=arms) as served, temporary_settings({PREFECT_API_URL: api}):
         settings = served.settings

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -195,16 +195,16 @@ def arriving_together(settings: Settings, port: int, connections: int) -> Iterat
             worker.resume()
 
 
-def raw_burst(url: str, path: str, bodies: list[dict], settings: Settings | None = None) -> list[Answer]:
+def raw_burst(url: str, path: str, bodies: list[dict], settings: Settings) -> list[Answer]:
     """Each request written whole in one send on a connection of its own, all before any answer is read.
 
     As wrk does, and unlike httpx, which writes headers and body apart: a handler still waiting for
     its body yields, and that would let even a plain count of requests in flight see them queue.
-    With the service's `settings`, the requests arrive together (`arriving_together`).
+    The service (its `settings`) finds them all at once (`arriving_together`).
     """
     parts = urlsplit(url)
     sockets = [socket.create_connection((parts.hostname, parts.port)) for _ in bodies]
-    with arriving_together(settings, parts.port, len(sockets)) if settings else nullcontext():
+    with arriving_together(settings, parts.port, len(sockets)):
         for sock, body in zip(sockets, bodies):
             data = json.dumps(body).encode()
             head = f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
